@@ -1,0 +1,234 @@
+"""The HDF5 file that `galaxyprep build` writes and `galaxytrain` reads.
+
+Layout (format version 1):
+
+- ``images``: (N, S, S, 3) uint8, RGB, chunked in blocks of whole images
+  along axis 0 so that a contiguous slice of images is one or a few chunk reads.
+- ``ids``: (N,) int64 GalaxyIDs, ascending.
+- ``labels``: (N, 37) float32 Kaggle vote fractions, attribute ``columns``
+  (``Class1.1`` ... ``Class11.6``). Absent in a test set.
+- root attributes: ``format`` ("galaxyprep"), ``format_version``, ``crop``,
+  ``size``, ``source``, ``labels_source``, ``build_params`` (JSON of every
+  build parameter), ``galaxyprep_version``,
+  ``decoder``, ``n_images``, ``skipped`` (JSON list of {"file", "problem"}),
+  ``mean`` and ``std`` (3,) float64, ``normalization``.
+
+The images are stored as the uint8 pixels the network sees, not normalized:
+uint8 is a quarter of float32 on disk and in the page cache. A reader applies
+``(image - mean) / std`` per channel, with ``mean`` and ``std`` measured on
+the 0-255 scale over every pixel of the file in the build pass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import InputError
+
+FORMAT_NAME = "galaxyprep"
+FORMAT_VERSION = 1
+NORMALIZATION = "float = (uint8 - mean) / std per RGB channel; mean, std on the 0-255 scale"
+
+
+@dataclass(frozen=True)
+class GalaxyFileInfo:
+    """What a galaxyprep HDF5 file holds and how it was made."""
+
+    path: str
+    n_images: int
+    size: int
+    crop: int
+    has_labels: bool
+    mean: np.ndarray
+    std: np.ndarray
+    chunk_images: int
+    compression: str | None
+    source: str
+    build_params: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
+    attrs: dict = field(default_factory=dict)
+
+
+def open_galaxy_file(path: str | Path, rdcc_nbytes: int = 16 * 2**20) -> h5py.File:
+    """Open a galaxyprep file for reading, or raise InputError saying why not.
+
+    The chunk cache is enlarged from h5py's 1 MiB so that a block read that
+    straddles chunks does not re-read them.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "no such file")
+    try:
+        f = h5py.File(path, "r", rdcc_nbytes=rdcc_nbytes)
+    except OSError as exc:
+        raise InputError(path, f"not a readable HDF5 file ({_first_line(exc)})") from None
+    try:
+        _check_layout(f, path)
+    except InputError:
+        f.close()
+        raise
+    return f
+
+
+def _check_layout(f: h5py.File, path: Path) -> None:
+    if f.attrs.get("format") != FORMAT_NAME:
+        raise InputError(path, "not a galaxyprep file (no 'format' attribute); build it with `galaxyprep build`")
+    version = int(f.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        raise InputError(path, f"galaxyprep format version {version}, this version reads {FORMAT_VERSION}")
+    for name in ("images", "ids"):
+        if name not in f:
+            raise InputError(path, f"missing dataset '{name}'")
+    images = f["images"]
+    if images.ndim != 4 or images.shape[3] != 3 or images.shape[1] != images.shape[2] or images.dtype != np.uint8:
+        raise InputError(path, f"'images' is {images.shape} {images.dtype}, expected (N, S, S, 3) uint8")
+    if f["ids"].shape != (images.shape[0],):
+        raise InputError(path, "'ids' and 'images' have different lengths")
+    if "labels" in f and f["labels"].shape != (images.shape[0], 37):
+        raise InputError(path, f"'labels' is {f['labels'].shape}, expected ({images.shape[0]}, 37)")
+
+
+def read_info(path: str | Path) -> GalaxyFileInfo:
+    """Summarize a galaxyprep file without reading its pixels."""
+    with open_galaxy_file(path) as f:
+        attrs = {k: _plain(v) for k, v in f.attrs.items()}
+        images = f["images"]
+        return GalaxyFileInfo(
+            path=str(path),
+            n_images=int(images.shape[0]),
+            size=int(images.shape[1]),
+            crop=int(attrs.get("crop", 0)),
+            has_labels="labels" in f,
+            mean=np.asarray(f.attrs["mean"], dtype=np.float64),
+            std=np.asarray(f.attrs["std"], dtype=np.float64),
+            chunk_images=int(images.chunks[0]) if images.chunks else int(images.shape[0]),
+            compression=images.compression,
+            source=str(attrs.get("source", "")),
+            build_params=json.loads(attrs.get("build_params", "{}")),
+            skipped=json.loads(attrs.get("skipped", "[]")),
+            attrs=attrs,
+        )
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class GalaxyFileWriter:
+    """Streams images into a new galaxyprep file with bounded memory.
+
+    Writes to ``<out>.partial`` and renames it to ``out`` only in `commit`, so
+    that an interrupted or failed build never leaves a file that looks
+    complete. Datasets grow in whole chunks; mean and std are accumulated from
+    per-image channel sums as blocks arrive.
+    """
+
+    def __init__(self, out: str | Path, size: int, n_max: int, with_labels: bool,
+                 chunk_images: int = 64, compression: str | None = None, compression_opts=None):
+        self.out = Path(out)
+        self.partial = self.out.with_name(self.out.name + ".partial")
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self.n = 0
+        self._sums = np.zeros(6, dtype=np.float64)
+        self._f = h5py.File(self.partial, "w", libver="latest")
+        chunk = max(1, min(chunk_images, max(n_max, 1)))
+        self._images = self._f.create_dataset(
+            "images", shape=(0, size, size, 3), maxshape=(None, size, size, 3), dtype=np.uint8,
+            chunks=(chunk, size, size, 3), compression=compression, compression_opts=compression_opts)
+        self._ids = self._f.create_dataset("ids", shape=(0,), maxshape=(None,), dtype=np.int64,
+                                           chunks=(max(chunk, 1024),))
+        self._labels = None
+        if with_labels:
+            from .tree import CLASS_NAMES
+
+            self._labels = self._f.create_dataset("labels", shape=(0, 37), maxshape=(None, 37),
+                                                  dtype=np.float32, chunks=(max(chunk, 256), 37))
+            self._labels.attrs["columns"] = np.array(CLASS_NAMES, dtype=h5py.string_dtype())
+
+    def append(self, images: np.ndarray, ids: np.ndarray, labels: np.ndarray | None,
+               channel_sums: np.ndarray) -> None:
+        """Add a block; channel_sums is (B, 6): per-image sums and sums of squares of R, G, B."""
+        k = images.shape[0]
+        if k == 0:
+            return
+        lo, hi = self.n, self.n + k
+        self._images.resize(hi, axis=0)
+        self._images[lo:hi] = images
+        self._ids.resize(hi, axis=0)
+        self._ids[lo:hi] = ids
+        if self._labels is not None:
+            self._labels.resize(hi, axis=0)
+            self._labels[lo:hi] = labels
+        self._sums += channel_sums.sum(axis=0)
+        self.n = hi
+
+    def commit(self, attrs: dict) -> Path:
+        """Write the attributes, close, and move the file into place."""
+        pixels = max(self.n, 1) * self._images.shape[1] * self._images.shape[2]
+        mean = self._sums[:3] / pixels
+        var = np.maximum(self._sums[3:] / pixels - mean**2, 0.0)
+        std = np.where(var > 0, np.sqrt(var), 1.0)
+        a = self._f.attrs
+        a["format"] = FORMAT_NAME
+        a["format_version"] = FORMAT_VERSION
+        a["n_images"] = self.n
+        a["mean"] = mean
+        a["std"] = std
+        a["normalization"] = NORMALIZATION
+        for key, value in attrs.items():
+            a[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        self._f.close()
+        self.partial.replace(self.out)
+        return self.out
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        try:
+            self._f.close()
+        finally:
+            self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> "GalaxyFileWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._f.id.valid:  # not committed: an error or interrupt
+            self.abort()
+
+
+def write_galaxy_file(out: str | Path, images: np.ndarray, ids: np.ndarray,
+                      labels: np.ndarray | None = None, *, crop: int = 0, source: str = "arrays",
+                      chunk_images: int = 64, attrs: dict | None = None) -> Path:
+    """Write whole in-memory arrays as a galaxyprep file (tests, small derived sets)."""
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    x = images.reshape(images.shape[0], -1, 3).astype(np.float64)
+    sums = np.concatenate([x.sum(axis=1), (x * x).sum(axis=1)], axis=1)
+    with GalaxyFileWriter(out, images.shape[1], images.shape[0], labels is not None, chunk_images) as w:
+        w.append(images, np.asarray(ids, dtype=np.int64),
+                 None if labels is None else np.asarray(labels, dtype=np.float32), sums)
+        base = {"crop": crop, "size": images.shape[1], "source": source, "labels_source": "",
+                "build_params": {}, "skipped": [], "galaxyprep_version": _version(), "decoder": "none"}
+        base.update(attrs or {})
+        return w.commit(base)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
