@@ -136,16 +136,22 @@ class GalaxyFileWriter:
     Writes to ``<out>.partial`` and renames it to ``out`` only in `commit`, so
     that an interrupted or failed build never leaves a file that looks
     complete. Datasets grow in whole chunks; mean and std are accumulated from
-    per-image channel sums as blocks arrive.
+    per-image channel sums as blocks arrive. `checkpoint` records progress in
+    the partial file so that a build stopped by Ctrl-C or a kill can resume.
     """
 
     def __init__(self, out: str | Path, size: int, n_max: int, with_labels: bool,
-                 chunk_images: int = 64, compression: str | None = None, compression_opts=None):
+                 chunk_images: int = 64, compression: str | None = None, compression_opts=None,
+                 build_key: str = "", resume: bool = False):
         self.out = Path(out)
         self.partial = self.out.with_name(self.out.name + ".partial")
         self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self.build_key = build_key
         self.n = 0
+        self.resume_state: dict = {}  # what the build asked `checkpoint` to keep
         self._sums = np.zeros(6, dtype=np.float64)
+        if resume and self._reopen(with_labels):
+            return
         self._f = h5py.File(self.partial, "w", libver="latest")
         chunk = max(1, min(chunk_images, max(n_max, 1)))
         self._images = self._f.create_dataset(
@@ -160,6 +166,30 @@ class GalaxyFileWriter:
             self._labels = self._f.create_dataset("labels", shape=(0, 37), maxshape=(None, 37),
                                                   dtype=np.float32, chunks=(max(chunk, 256), 37))
             self._labels.attrs["columns"] = np.array(CLASS_NAMES, dtype=h5py.string_dtype())
+
+    def _reopen(self, with_labels: bool) -> bool:
+        """Continue a partial file of the same build; False if there is none to continue."""
+        if not self.partial.exists():
+            return False
+        try:
+            f = h5py.File(self.partial, "a")
+        except OSError:
+            self.partial.unlink()
+            return False
+        if f.attrs.get("build_key", "") != self.build_key or ("labels" in f) != with_labels:
+            f.close()
+            self.partial.unlink()
+            return False
+        self._f = f
+        self._images, self._ids = f["images"], f["ids"]
+        self._labels = f["labels"] if with_labels else None
+        self.n = int(f.attrs.get("rows_done", 0))
+        self.resume_state = json.loads(f.attrs.get("resume_state", "{}"))
+        self._sums = np.asarray(f.attrs.get("channel_sums", np.zeros(6)), dtype=np.float64)
+        for d in (self._images, self._ids, self._labels):
+            if d is not None:
+                d.resize(self.n, axis=0)
+        return True
 
     def append(self, images: np.ndarray, ids: np.ndarray, labels: np.ndarray | None,
                channel_sums: np.ndarray) -> None:
@@ -178,6 +208,19 @@ class GalaxyFileWriter:
         self._sums += channel_sums.sum(axis=0)
         self.n = hi
 
+    def checkpoint(self, state: dict | None = None) -> None:
+        """Record how far the build got (and the caller's JSON state) and flush.
+
+        A build killed after this point resumes from here with --resume.
+        """
+        if state is not None:
+            self.resume_state = state
+        self._f.attrs["resume_state"] = json.dumps(self.resume_state)
+        self._f.attrs["build_key"] = self.build_key
+        self._f.attrs["rows_done"] = self.n
+        self._f.attrs["channel_sums"] = self._sums
+        self._f.flush()
+
     def commit(self, attrs: dict) -> Path:
         """Write the attributes, close, and move the file into place."""
         pixels = max(self.n, 1) * self._images.shape[1] * self._images.shape[2]
@@ -185,6 +228,9 @@ class GalaxyFileWriter:
         var = np.maximum(self._sums[3:] / pixels - mean**2, 0.0)
         std = np.where(var > 0, np.sqrt(var), 1.0)
         a = self._f.attrs
+        for key in ("build_key", "rows_done", "channel_sums", "resume_state"):
+            if key in a:
+                del a[key]
         a["format"] = FORMAT_NAME
         a["format_version"] = FORMAT_VERSION
         a["n_images"] = self.n
@@ -197,19 +243,23 @@ class GalaxyFileWriter:
         self.partial.replace(self.out)
         return self.out
 
-    def abort(self) -> None:
-        """Close and delete the partial file."""
+    def abort(self, keep: bool = False) -> None:
+        """Close; delete the partial file unless it is kept for --resume."""
         try:
-            self._f.close()
+            if self._f.id.valid:
+                if keep:
+                    self.checkpoint()
+                self._f.close()
         finally:
-            self.partial.unlink(missing_ok=True)
+            if not keep:
+                self.partial.unlink(missing_ok=True)
 
     def __enter__(self) -> "GalaxyFileWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._f.id.valid:  # not committed: an error or interrupt
-            self.abort()
+        if self._f.id.valid:  # not committed: an error or an interrupt
+            self.abort(keep=exc_type is not None and issubclass(exc_type, KeyboardInterrupt))
 
 
 def write_galaxy_file(out: str | Path, images: np.ndarray, ids: np.ndarray,

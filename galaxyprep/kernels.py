@@ -1,13 +1,15 @@
 """numba kernels over whole batches of images.
 
 Signatures take plain arrays so that each kernel can be tested against the
-numpy reference in `galaxyprep.reference`. Weights for the area resampler are
-computed once per build by `area_weights`; the kernels only multiply and add.
+plain numpy reference in `tests/reference.py`. The geometry of a resample
+(`AreaPlan`, from `plan_area_resample`) is computed once per build; the
+kernels only multiply and add, in loops laid out for SIMD.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
@@ -19,21 +21,25 @@ def area_weights(start: float, length: float, n_in: int, n_out: int) -> tuple[np
     Output pixel j averages the input interval [start + j*r, start + (j+1)*r),
     r = length / n_out, each input pixel weighted by how much of it falls
     inside. Returns (first input index (n_out,) int64, weights (n_out, taps)
-    float32); weights of a row sum to 1. Fractional crop boxes (after DCT
-    scaling) are handled exactly.
+    float32); the weights of a row sum to 1. Fractional boxes, as a crop has
+    after DCT scaling, are handled exactly.
     """
-    if not (0 <= start and start + length <= n_in + 1e-9 and n_out > 0 and length > 0):
+    if not (start >= 0 and start + length <= n_in + 1e-9 and n_out > 0 and length > 0):
         raise ValueError(f"box [{start}, {start + length}) does not fit in {n_in} pixels")
     r = length / n_out
-    taps = int(math.ceil(r)) + 1
-    first = np.zeros(n_out, dtype=np.int64)
-    weights = np.zeros((n_out, taps), dtype=np.float64)
+    spans = []
     for j in range(n_out):
         lo = start + j * r
         hi = min(lo + r, float(n_in))
         i0 = int(math.floor(lo))
-        first[j] = min(i0, n_in - taps) if n_in >= taps else 0
-        for i in range(i0, int(math.ceil(hi))):
+        i1 = max(i0 + 1, int(math.ceil(hi - 1e-9)))
+        spans.append((lo, hi, i0, min(i1, n_in)))
+    taps = max(i1 - i0 for _, _, i0, i1 in spans)
+    first = np.zeros(n_out, dtype=np.int64)
+    weights = np.zeros((n_out, taps), dtype=np.float64)
+    for j, (lo, hi, i0, i1) in enumerate(spans):
+        first[j] = min(i0, n_in - taps)
+        for i in range(i0, i1):
             overlap = min(hi, i + 1) - max(lo, i)
             if overlap > 0:
                 weights[j, i - first[j]] += overlap
@@ -41,74 +47,101 @@ def area_weights(start: float, length: float, n_in: int, n_out: int) -> tuple[np
     return first, weights.astype(np.float32)
 
 
-@njit(cache=True, parallel=True)
-def resample_area(src, y_first, y_weights, x_first, x_weights, out, channel_sums):
-    """Crop and area-resample a uint8 batch (B, H, W, 3) into `out` (B, Sy, Sx, 3) uint8.
+@dataclass(frozen=True)
+class AreaPlan:
+    """Everything `resample_area` needs for one crop box and output size.
 
-    Separable: horizontal taps into a float32 row buffer, then vertical taps.
-    Also accumulates per-image channel sums and sums of squares of the
-    rounded output into `channel_sums` (B, 6) float64, so that the file's
-    mean and std come from the same pass.
+    The horizontal pass runs over the flattened (x, channel) axis. Because the
+    decoder's DCT scale keeps the resample ratio below 2, the input index of a
+    flattened output m is m + offset over runs of consecutive m; each run is
+    then a contiguous, vectorizable loop.
+    """
+
+    y_first: np.ndarray   # (Sy,) int64 first input row of each output row
+    y_weights: np.ndarray  # (Sy, Ty) float32
+    x_weights: np.ndarray  # (Tx, Sx*3) float32, per flattened output and tap
+    x_runs: np.ndarray     # (R, 3) int64: m_start, m_end, flat input offset
+
+
+def plan_area_resample(y0: float, x0: float, h: float, w: float, height: int, width: int,
+                       out_h: int, out_w: int) -> AreaPlan:
+    """Plan an area resample of the box (y0, x0, h, w) of a height x width image."""
+    y_first, y_weights = area_weights(y0, h, height, out_h)
+    x_first, xw = area_weights(x0, w, width, out_w)
+    x_weights = np.repeat(xw.T, 3, axis=1)  # (Tx, out_w*3)
+    runs = []
+    for j in range(out_w):
+        offset = 3 * (int(x_first[j]) - j)
+        if runs and runs[-1][2] == offset:
+            runs[-1][1] = 3 * (j + 1)
+        else:
+            runs.append([3 * j, 3 * (j + 1), offset])
+    return AreaPlan(y_first, y_weights, np.ascontiguousarray(x_weights, dtype=np.float32),
+                    np.array(runs, dtype=np.int64))
+
+
+@njit(cache=True, parallel=True)
+def resample_area(src, y_first, y_weights, x_weights, x_runs, out, channel_sums):
+    """Crop and area-resample a uint8 batch into `out`, and measure it.
+
+    src (B, H, W*3) uint8 and out (B, Sy, Sx*3) uint8 are images with the
+    (x, channel) axes flattened (a free reshape of (B, H, W, 3)). Horizontal
+    taps go into a float32 row buffer, vertical taps into an accumulator row,
+    rounded half up. channel_sums (B, 6) float64 receives each image's R, G, B
+    sums and sums of squares of the rounded output, so that the file's mean
+    and std come from the same pass.
+
+    Inner loops index slices with a `range` variable: numba then knows the
+    index is non-negative, drops its wraparound check, and LLVM vectorizes
+    (4-5x faster than indexing the full arrays with computed offsets).
     """
     n = src.shape[0]
     sy = out.shape[1]
-    sx = out.shape[2]
+    m_out = out.shape[2]
     ty = y_weights.shape[1]
-    tx = x_weights.shape[1]
+    tx = x_weights.shape[0]
     h_lo = y_first[0]
     h_hi = y_first[sy - 1] + ty
     for b in prange(n):
-        rows = np.empty((h_hi - h_lo, sx, 3), dtype=np.float32)
+        rows = np.zeros((h_hi - h_lo, m_out), dtype=np.float32)
         for yy in range(h_lo, h_hi):
-            r = yy - h_lo
-            for j in range(sx):
-                x0 = x_first[j]
-                a0 = np.float32(0.0)
-                a1 = np.float32(0.0)
-                a2 = np.float32(0.0)
+            row = rows[yy - h_lo]
+            line = src[b, yy]
+            for r in range(x_runs.shape[0]):
+                m0 = x_runs[r, 0]
+                m1 = x_runs[r, 1]
+                off = x_runs[r, 2]
+                acc_run = row[m0:m1]
                 for k in range(tx):
-                    w = x_weights[j, k]
-                    a0 += w * src[b, yy, x0 + k, 0]
-                    a1 += w * src[b, yy, x0 + k, 1]
-                    a2 += w * src[b, yy, x0 + k, 2]
-                rows[r, j, 0] = a0
-                rows[r, j, 1] = a1
-                rows[r, j, 2] = a2
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        q0 = 0.0
-        q1 = 0.0
-        q2 = 0.0
+                    seg = line[m0 + off + 3 * k : m1 + off + 3 * k]
+                    wk = x_weights[k, m0:m1]
+                    for t in range(m1 - m0):
+                        acc_run[t] += wk[t] * np.float32(seg[t])
+        acc = np.empty(m_out, dtype=np.float32)
+        sums = np.zeros(m_out, dtype=np.int32)     # <= 255 * Sy: exact in int32
+        squares = np.zeros(m_out, dtype=np.int32)  # <= 255**2 * Sy < 2**31 for Sy < 33000
         for i in range(sy):
+            acc[:] = 0.0
             r0 = y_first[i] - h_lo
-            for j in range(sx):
-                a0 = np.float32(0.0)
-                a1 = np.float32(0.0)
-                a2 = np.float32(0.0)
-                for k in range(ty):
-                    w = y_weights[i, k]
-                    a0 += w * rows[r0 + k, j, 0]
-                    a1 += w * rows[r0 + k, j, 1]
-                    a2 += w * rows[r0 + k, j, 2]
-                v0 = np.uint8(min(255.0, a0 + np.float32(0.5)))
-                v1 = np.uint8(min(255.0, a1 + np.float32(0.5)))
-                v2 = np.uint8(min(255.0, a2 + np.float32(0.5)))
-                out[b, i, j, 0] = v0
-                out[b, i, j, 1] = v1
-                out[b, i, j, 2] = v2
-                s0 += v0
-                s1 += v1
-                s2 += v2
-                q0 += v0 * v0
-                q1 += v1 * v1
-                q2 += v2 * v2
-        channel_sums[b, 0] = s0
-        channel_sums[b, 1] = s1
-        channel_sums[b, 2] = s2
-        channel_sums[b, 3] = q0
-        channel_sums[b, 4] = q1
-        channel_sums[b, 5] = q2
+            for k in range(ty):
+                w = y_weights[i, k]
+                prow = rows[r0 + k]
+                for m in range(m_out):
+                    acc[m] += w * prow[m]
+            dst = out[b, i]
+            for m in range(m_out):
+                v = np.int32(min(acc[m] + np.float32(0.5), np.float32(255.0)))
+                dst[m] = np.uint8(v)
+                sums[m] += v
+                squares[m] += v * v
+        for c in range(3):
+            s = 0.0
+            q = 0.0
+            for m in range(c, m_out, 3):
+                s += np.float64(sums[m])
+                q += np.float64(squares[m])
+            channel_sums[b, c] = s
+            channel_sums[b, 3 + c] = q
 
 
 @njit(cache=True, parallel=True)

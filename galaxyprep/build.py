@@ -1,0 +1,283 @@
+"""`galaxyprep build`: JPEGs + labels -> one chunked HDF5 file.
+
+Decoding (simplejpeg, GIL released) runs on a thread pool one batch ahead of
+the numba crop/resample/statistics kernel and the HDF5 writes, with two batch
+buffers in turn: memory stays flat whatever the number of images, and the
+decoder stays busy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__
+from .decode import DecodeError, DecodePlan, decode_into, make_plan, probe_size
+from .errors import InputError
+from .galaxy_file import GalaxyFileWriter
+from .kernels import resample_area
+from .sources import ImageSource, Problem, read_id_list, read_labels
+
+ON_ERROR = ("skip", "fail")
+COMPRESSION = ("none", "gzip", "lzf")
+
+
+@dataclass
+class BuildConfig:
+    """Every parameter of a build; stored in the file's `build_params`."""
+
+    images: Path
+    out: Path
+    labels: Path | None = None
+    crop: int = 200
+    size: int = 96
+    workers: int | None = None       # decode threads; default: all cores
+    limit: int | None = None         # first N galaxies by GalaxyID
+    ids_file: Path | None = None     # only these GalaxyIDs
+    on_error: str = "skip"           # skip: leave bad items out and list them; fail: stop, write nothing
+    resume: bool = False             # continue an interrupted build's .partial file
+    compression: str = "none"        # none | gzip | lzf
+    chunk_images: int | None = None  # images per HDF5 chunk; default about 1 MiB a chunk
+    batch_size: int = 256            # images per decode/resample batch
+    dct_scaling: bool = True         # decode at a reduced scale in the DCT domain where possible
+
+    def validate(self) -> None:
+        if self.on_error not in ON_ERROR:
+            raise InputError("--on-error", f"{self.on_error!r} is not one of {', '.join(ON_ERROR)}")
+        if self.compression not in COMPRESSION:
+            raise InputError("--compression", f"{self.compression!r} is not one of {', '.join(COMPRESSION)}")
+        for name in ("crop", "size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name.replace('_', '-')}", "must be at least 1")
+        if self.size > self.crop:
+            raise InputError("--size", f"{self.size} is larger than --crop {self.crop}: that would upsample")
+        if self.limit is not None and self.limit < 1:
+            raise InputError("--limit", "must be at least 1")
+
+    def params(self) -> dict:
+        d = asdict(self)
+        for key in ("images", "out", "labels", "ids_file"):
+            d[key] = None if d[key] is None else str(d[key])
+        return d
+
+
+@dataclass
+class BuildSummary:
+    """What a build did, for the terminal summary and for tests."""
+
+    out: Path
+    n_written: int
+    skipped: list[Problem] = field(default_factory=list)
+    images_without_labels: int = 0
+    labels_without_images: int = 0
+    not_in_id_list: int = 0
+    ignored_files: int = 0
+    seconds: float = 0.0
+    resumed_from: int = 0
+    plan: dict = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.n_written - self.resumed_from) / max(self.seconds, 1e-9)
+
+    def lines(self) -> list[str]:
+        mb = self.out.stat().st_size / 1e6 if self.out.exists() else 0.0
+        out = [f"wrote {self.n_written:,} images to {self.out} ({mb:,.1f} MB) in {self.seconds:.1f} s "
+               f"({self.images_per_second:,.0f} images/s)"]
+        if self.resumed_from:
+            out.append(f"resumed after {self.resumed_from:,} images already written")
+        if self.skipped:
+            kinds = Counter(p.problem.split(" (")[0].split(",")[0] for p in self.skipped)
+            out.append(f"left out {len(self.skipped):,} item(s): " + "; ".join(f"{n} x {k}" for k, n in kinds.most_common()))
+        if self.images_without_labels:
+            out.append(f"{self.images_without_labels:,} image(s) have no label row: not built")
+        if self.labels_without_images:
+            out.append(f"{self.labels_without_images:,} label row(s) have no image: not built")
+        if self.not_in_id_list:
+            out.append(f"{self.not_in_id_list:,} ID(s) of the --ids list were not found")
+        if self.ignored_files:
+            out.append(f"ignored {self.ignored_files:,} file(s) not named <GalaxyID>.jpg")
+        return out
+
+
+def default_chunk_images(size: int) -> int:
+    """Whole images per chunk, about 1 MiB (h5py's default chunk cache), a power of two."""
+    per = max(1, (1 << 20) // (size * size * 3))
+    return 1 << (per.bit_length() - 1)
+
+
+def build(config: BuildConfig, progress: Callable[[int, int], None] | None = None,
+          report: Callable[[str], None] | None = None) -> BuildSummary:
+    """Build the HDF5 file; raises InputError (one line) for anything the user must fix.
+
+    progress(done, total) is called after each batch; report(line) for each
+    problem as it is found, so the user sees them even during a long build.
+    """
+    config.validate()
+    t0 = time.perf_counter()
+    say = report or (lambda line: None)
+    source = ImageSource(config.images)
+    summary = BuildSummary(out=Path(config.out), n_written=0, ignored_files=source.ignored)
+    problems: list[Problem] = list(source.problems)
+
+    ids = np.array(sorted(source.ids), dtype=np.int64)
+    labels = None
+    if config.labels is not None:
+        labels = read_labels(config.labels)
+        problems.extend(labels.problems)
+        have = np.isin(ids, np.fromiter(labels.values.keys(), dtype=np.int64, count=len(labels.values)))
+        summary.images_without_labels = int((~have).sum())
+        summary.labels_without_images = len(labels.values) - int(have.sum())
+        ids = ids[have]
+    if config.ids_file is not None:
+        wanted = read_id_list(config.ids_file)
+        keep = np.isin(ids, np.fromiter(wanted, dtype=np.int64, count=len(wanted)))
+        summary.not_in_id_list = len(wanted) - int(keep.sum())
+        ids = ids[keep]
+    if config.limit is not None:
+        ids = ids[: config.limit]
+    for p in problems:
+        say(str(p))
+    if config.on_error == "fail" and problems:
+        raise InputError(problems[0].file, problems[0].problem + " (--on-error fail: nothing written)")
+    if len(ids) == 0:
+        raise InputError(config.images, "no images to build" + (" (none has a label row)" if labels else ""))
+
+    plan = _plan_from_sample(source, ids, config)
+    summary.plan = plan.describe()
+    chunk = config.chunk_images or default_chunk_images(config.size)
+    compression = None if config.compression == "none" else config.compression
+    key = _build_key(config, ids)
+    with GalaxyFileWriter(config.out, config.size, len(ids), labels is not None, chunk, compression,
+                          4 if compression == "gzip" else None, build_key=key, resume=config.resume) as writer:
+        # a resumed partial file carries how many ids it had consumed and what was bad among them
+        start = int(writer.resume_state.get("ids_done", 0))
+        bad = [Problem(**p) for p in writer.resume_state.get("bad", [])]
+        summary.resumed_from = writer.n if start else 0
+        _run_batches(source, ids, start, plan, config, writer, labels, bad, say, progress)
+        skipped = problems + bad
+        summary.skipped = skipped
+        summary.n_written = writer.n
+        if writer.n == 0:
+            raise InputError(config.images, "no image could be decoded; nothing written")
+        writer.commit({
+            "crop": config.crop,
+            "size": config.size,
+            "source": str(config.images),
+            "labels_source": "" if config.labels is None else str(config.labels),
+            "build_params": config.params(),
+            "decode_plan": summary.plan,
+            "decoder": _decoder_name(),
+            "galaxyprep_version": __version__,
+            "skipped": [{"file": p.file, "problem": p.problem} for p in skipped],
+            "images_without_labels": summary.images_without_labels,
+            "labels_without_images": summary.labels_without_images,
+        })
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _plan_from_sample(source: ImageSource, ids: np.ndarray, config: BuildConfig) -> DecodePlan:
+    """Plan from the most common JPEG size among the first images: one odd file cannot set it."""
+    sizes: Counter = Counter()
+    for gid in ids[:64]:
+        try:
+            sizes[probe_size(source.read(int(gid)))] += 1
+        except (ValueError, OSError):
+            continue
+    if not sizes:
+        raise InputError(config.images, "none of the first images is a readable JPEG")
+    (height, width), _ = sizes.most_common(1)[0]
+    try:
+        return make_plan(height, width, config.crop, config.size, config.dct_scaling)
+    except ValueError as exc:
+        raise InputError("--crop", str(exc)) from None
+
+
+def _build_key(config: BuildConfig, ids: np.ndarray) -> str:
+    """What must match for --resume to continue a partial file."""
+    params = config.params()
+    for volatile in ("workers", "resume", "batch_size", "on_error"):
+        params.pop(volatile)
+    digest = hashlib.sha256(ids.tobytes()).hexdigest()[:16]
+    return json.dumps({"params": params, "ids": digest, "version": __version__}, sort_keys=True)
+
+
+def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodePlan, config: BuildConfig,
+                 writer: GalaxyFileWriter, labels, bad: list[Problem], say, progress) -> None:
+    """Decode batch k+1 on the pool while batch k is resampled and written.
+
+    Images that fail to decode are appended to `bad` (or stop the build with
+    --on-error fail). After each batch the writer checkpoints how many ids
+    were consumed, so --resume restarts at the next batch.
+    """
+    workers = config.workers or os.cpu_count() or 1
+    bsz = config.batch_size
+    buffers = [np.empty((bsz, plan.scaled_height, plan.scaled_width, 3), np.uint8) for _ in range(2)]
+    out = np.empty((bsz, plan.size, plan.size * 3), np.uint8)
+    sums = np.empty((bsz, 6), np.float64)
+    rp = plan.resample
+    batches = [ids[i: i + bsz] for i in range(start, len(ids), bsz)]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending = _submit(pool, source, batches[0], plan, buffers[0], workers) if batches else []
+        for k, batch in enumerate(batches):
+            errors = [e for f in pending for e in f.result()]
+            if k + 1 < len(batches):
+                pending = _submit(pool, source, batches[k + 1], plan, buffers[(k + 1) % 2], workers)
+            buf = buffers[k % 2]
+            ok = np.ones(len(batch), dtype=bool)
+            for i, message in errors:
+                ok[i] = False
+                problem = Problem(source.describe(source.ids[int(batch[i])]), message)
+                say(str(problem))
+                if config.on_error == "fail":
+                    for f in pending:
+                        f.cancel()
+                    raise InputError(problem.file, problem.problem + " (--on-error fail: nothing written)")
+                bad.append(problem)
+            kept = batch[ok]
+            n = len(kept)
+            src = buf[: len(batch)] if ok.all() else buf[: len(batch)][ok]
+            resample_area(src.reshape(n, plan.scaled_height, -1), rp.y_first, rp.y_weights, rp.x_weights,
+                          rp.x_runs, out[:n], sums[:n])
+            y = None if labels is None else np.stack([labels.values[int(g)] for g in kept]) if n else np.empty((0, 37), np.float32)
+            writer.append(out[:n].reshape(n, plan.size, plan.size, 3), kept, y, sums[:n])
+            consumed = min(start + (k + 1) * bsz, len(ids))
+            writer.checkpoint({"ids_done": consumed, "bad": [asdict(p) for p in bad]})
+            if progress:
+                progress(consumed, len(ids))
+
+
+def _submit(pool: ThreadPoolExecutor, source: ImageSource, batch: np.ndarray, plan: DecodePlan,
+            buf: np.ndarray, workers: int) -> list[Future]:
+    step = max(8, -(-len(batch) // (workers * 4)))
+    return [pool.submit(_decode_slice, source, batch, lo, min(lo + step, len(batch)), plan, buf)
+            for lo in range(0, len(batch), step)]
+
+
+def _decode_slice(source: ImageSource, batch: np.ndarray, lo: int, hi: int, plan: DecodePlan,
+                  buf: np.ndarray) -> list[tuple[int, str]]:
+    errors = []
+    for i in range(lo, hi):
+        try:
+            decode_into(source.read(int(batch[i])), plan, buf[i])
+        except DecodeError as exc:
+            errors.append((i, str(exc)))
+        except OSError as exc:
+            errors.append((i, f"cannot read ({exc.strerror or exc})"))
+    return errors
+
+
+def _decoder_name() -> str:
+    import simplejpeg
+
+    return f"simplejpeg {simplejpeg.__version__} (libjpeg-turbo, DCT scaling)"

@@ -1,0 +1,136 @@
+"""The `galaxyprep` command: thin typer wrappers over the package's functions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Preprocess the Kaggle Galaxy Zoo images into one chunked HDF5 file.")
+
+
+@app.command()
+def build(
+    images: Path = typer.Option(..., "--images", help="Folder or zip of <GalaxyID>.jpg (e.g. images_training_rev1.zip)."),
+    out: Path = typer.Option(..., "--out", help="HDF5 file to write (written as OUT.partial, renamed when complete)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="training_solutions_rev1.csv or its zip; omit for a test set."),
+    crop: int = typer.Option(200, "--crop", help="Centre crop in original pixels."),
+    size: int = typer.Option(96, "--size", help="Output side in pixels (area-averaged from the crop)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Decode threads [default: all cores]."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N galaxies by GalaxyID."),
+    ids: Optional[Path] = typer.Option(None, "--ids", help="File of GalaxyIDs (one per line) to build, nothing else."),
+    on_error: str = typer.Option("skip", "--on-error", help="skip: leave bad images out and list them; fail: stop, write nothing."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build of the same input."),
+    compression: str = typer.Option("none", "--compression", help="none | lzf | gzip (see README: none reads fastest)."),
+    chunk_images: Optional[int] = typer.Option(None, "--chunk-images", help="Images per HDF5 chunk [default: about 1 MiB]."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Images per decode/resample batch."),
+    dct_scaling: bool = typer.Option(True, "--dct-scaling/--no-dct-scaling", help="Decode at reduced scale in the DCT domain."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
+) -> None:
+    """Build a chunked HDF5 training (with --labels) or test set from the Kaggle JPEGs."""
+    from .build import BuildConfig, build as run_build
+    from .progress import Progress
+
+    config = BuildConfig(images=images, out=out, labels=labels, crop=crop, size=size, workers=workers,
+                         limit=limit, ids_file=ids, on_error=on_error, resume=resume, compression=compression,
+                         chunk_images=chunk_images, batch_size=batch_size, dct_scaling=dct_scaling)
+    meter: list[Progress] = []
+
+    def progress(done: int, total: int) -> None:
+        if quiet:
+            return
+        if not meter:
+            meter.append(Progress(total, "build"))
+        meter[0].update(done)
+
+    def report(line: str) -> None:
+        if meter:
+            meter[0].close()
+        typer.echo(f"skipped: {line}", err=True)
+
+    summary = run_build(config, progress=progress, report=report)
+    if meter:
+        meter[0].close()
+    for line in summary.lines():
+        typer.echo(line)
+
+
+@app.command()
+def info(path: Path = typer.Argument(..., help="A file written by galaxyprep build.")) -> None:
+    """What a file holds and how it was built."""
+    from .galaxy_file import read_info
+
+    i = read_info(path)
+    mb = path.stat().st_size / 1e6
+    typer.echo(f"{i.path}: {i.n_images:,} images {i.size}x{i.size}x3 uint8 from a {i.crop}px centre crop, "
+               f"{'with' if i.has_labels else 'without'} labels, {mb:,.1f} MB")
+    typer.echo(f"  chunks: {i.chunk_images} images; compression: {i.compression or 'none'}")
+    typer.echo(f"  source: {i.source}" + (f"; labels: {i.attrs.get('labels_source')}" if i.has_labels else ""))
+    typer.echo(f"  mean (R, G, B): {', '.join(f'{v:.3f}' for v in i.mean)}")
+    typer.echo(f"  std  (R, G, B): {', '.join(f'{v:.3f}' for v in i.std)}")
+    typer.echo(f"  a reader applies: {i.attrs.get('normalization', '')}")
+    typer.echo(f"  decoder: {i.attrs.get('decoder', '?')}; plan: {i.attrs.get('decode_plan', '')}")
+    typer.echo(f"  built by galaxyprep {i.attrs.get('galaxyprep_version', '?')} with: "
+               + " ".join(f"{k}={v}" for k, v in i.build_params.items()))
+    typer.echo(f"  skipped at build: {len(i.skipped)}")
+    for item in i.skipped[:10]:
+        typer.echo(f"    {item['file']}: {item['problem']}")
+    if len(i.skipped) > 10:
+        typer.echo(f"    ... and {len(i.skipped) - 10} more (attribute 'skipped')")
+
+
+@app.command()
+def preview(
+    path: Path = typer.Argument(..., help="A file written by galaxyprep build."),
+    out: Path = typer.Option(Path("preview.png"), "--out", help="PNG to write."),
+    n: int = typer.Option(8, "--n", help="How many galaxies."),
+    seed: int = typer.Option(0, "--seed", help="Which galaxies (a random sample)."),
+) -> None:
+    """A PNG grid: each original JPEG (crop box drawn) next to what the network sees."""
+    from .preview import preview as run_preview
+
+    typer.echo(f"wrote {run_preview(path, out, n=n, seed=seed)}")
+
+
+@app.command()
+def synth(
+    out: Path = typer.Option(..., "--out", help="Folder for the Kaggle layout (images_training_rev1/, training_solutions_rev1.csv)."),
+    n: int = typer.Option(2000, "--n", help="Labelled training galaxies."),
+    n_test: int = typer.Option(0, "--n-test", help="Unlabelled test galaxies (images_test_rev1/)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Threads [default: all cores]."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
+) -> None:
+    """Synthetic SDSS-like galaxies with tree-consistent labels: the embedded default data."""
+    from .progress import Progress
+    from .synth import synthesize
+
+    meter = None if quiet else Progress(n + n_test, "synth")
+    result = synthesize(out, n, n_test=n_test, seed=seed, workers=workers,
+                        progress=None if meter is None else meter.update)
+    if meter:
+        meter.close()
+    typer.echo(f"wrote {result.n_train:,} training and {result.n_test:,} test galaxies to {result.out_dir} "
+               f"in {result.seconds:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: input problems become one `error:` line and exit code 1.
+
+    Typer handles usage errors itself (standalone mode); everything else
+    propagates as the bug it is.
+    """
+    try:
+        app(args=argv, prog_name="galaxyprep")
+    except InputError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
