@@ -1,0 +1,322 @@
+"""galaxyprep build: round trip, identical folder/zip builds, determinism, resume, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import simplejpeg
+from PIL import Image
+
+from galaxyprep.build import BuildConfig, build
+from galaxyprep.cli import main
+from galaxyprep.decode import make_plan, decode_into
+from galaxyprep.errors import InputError
+from galaxyprep.galaxy_file import read_info
+from galaxyprep.tree import CLASS_NAMES, normalize_tree
+
+from conftest import SHARED_GZ
+from reference import crop_area_resample
+
+N_GOOD = 12
+
+
+def _good_jpegs(n: int) -> dict[int, bytes]:
+    """Real Kaggle JPEGs where ../shared has them, smooth synthetic 424x424 ones otherwise."""
+    real = sorted((SHARED_GZ / "images").glob("*.jpg"))[:n] if (SHARED_GZ / "images").is_dir() else []
+    if real:
+        return {int(p.stem): p.read_bytes() for p in real}
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:424, :424]
+    out = {}
+    for k in range(n):
+        blob = np.exp(-((yy - 212) ** 2 + (xx - 212 - k) ** 2) / (2 * (20 + 3 * k) ** 2))
+        img = (blob[..., None] * rng.uniform(80, 250, 3) + rng.normal(0, 3, (424, 424, 3))).clip(0, 255)
+        out[200000 + k] = simplejpeg.encode_jpeg(img.astype(np.uint8), quality=90)
+    return out
+
+
+def _labels_csv(path: Path, ids, extra_rows: list[str] = ()) -> Path:
+    rng = np.random.default_rng(1)
+    y = normalize_tree(rng.random((len(ids), 37)))
+    lines = ["GalaxyID," + ",".join(CLASS_NAMES)]
+    lines += [f"{gid}," + ",".join(f"{v:.6f}" for v in row) for gid, row in zip(ids, y)]
+    lines += list(extra_rows)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    """A folder and a zip of the same good images, and their labels (plus 3 rows without images)."""
+    root = tmp_path_factory.mktemp("good")
+    jpegs = _good_jpegs(N_GOOD)
+    folder = root / "images_training_rev1"
+    folder.mkdir()
+    for gid, data in jpegs.items():
+        (folder / f"{gid}.jpg").write_bytes(data)
+    (folder / "README.txt").write_text("not an image")
+    archive = root / "images_training_rev1.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        for gid, data in jpegs.items():
+            zf.writestr(f"images_training_rev1/{gid}.jpg", data)
+    ids = sorted(jpegs)
+    labels = _labels_csv(root / "training_solutions_rev1.csv", ids + [1, 2, 3])
+    labels_zip = root / "training_solutions_rev1.zip"
+    with zipfile.ZipFile(labels_zip, "w") as zf:
+        zf.write(labels, "training_solutions_rev1.csv")
+    return {"root": root, "folder": folder, "zip": archive, "labels": labels, "labels_zip": labels_zip,
+            "jpegs": jpegs, "ids": ids}
+
+
+def test_round_trip_matches_reference_pipeline(good, tmp_path):
+    out = tmp_path / "train.h5"
+    summary = build(BuildConfig(images=good["folder"], labels=good["labels"], out=out, crop=200, size=48, batch_size=5))
+    assert summary.n_written == N_GOOD and summary.labels_without_images == 3 and summary.ignored_files == 1
+    assert not out.with_name("train.h5.partial").exists()
+    plan = make_plan(424, 424, 200, 48)
+    box = 200 * plan.scale
+    y0 = (plan.scaled_height - box) / 2
+    expected_labels = np.loadtxt(good["labels"], delimiter=",", skiprows=1)
+    with h5py.File(out) as f:
+        assert f["ids"][:].tolist() == good["ids"]
+        assert f["images"].chunks[0] >= 1 and f["images"].dtype == np.uint8
+        assert list(f["labels"].attrs["columns"]) == list(CLASS_NAMES)
+        for row, gid in enumerate(good["ids"]):
+            decoded = np.empty((plan.scaled_height, plan.scaled_width, 3), np.uint8)
+            decode_into(good["jpegs"][gid], plan, decoded)
+            exact = crop_area_resample(decoded, y0, y0, box, box, 48)
+            assert np.abs(f["images"][row].astype(float) - exact).max() <= 0.502
+            want = expected_labels[expected_labels[:, 0] == gid, 1:][0]
+            np.testing.assert_allclose(f["labels"][row], want, atol=1e-6)
+        pixels = f["images"][:].reshape(-1, 3).astype(np.float64)
+        np.testing.assert_allclose(f.attrs["mean"], pixels.mean(axis=0), rtol=1e-9)
+        np.testing.assert_allclose(f.attrs["std"], pixels.std(axis=0), rtol=1e-9)
+    info = read_info(out)
+    assert info.crop == 200 and info.size == 48 and info.has_labels and info.build_params["size"] == 48
+
+
+def test_folder_and_zip_inputs_give_identical_files(good, tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    build(BuildConfig(images=good["folder"], labels=good["labels"], out=a, size=32))
+    build(BuildConfig(images=good["zip"], labels=good["labels_zip"], out=b, size=32))
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        for name in ("images", "ids", "labels"):
+            assert np.array_equal(fa[name][:], fb[name][:])
+        np.testing.assert_array_equal(fa.attrs["mean"], fb.attrs["mean"])
+        np.testing.assert_array_equal(fa.attrs["std"], fb.attrs["std"])
+
+
+def test_two_builds_of_the_same_input_are_byte_identical(good, tmp_path):
+    out = tmp_path / "a.h5"
+    config = BuildConfig(images=good["zip"], labels=good["labels"], out=out, size=32, batch_size=7)
+    build(config)
+    first = out.read_bytes()
+    build(config)
+    assert out.read_bytes() == first
+
+
+def test_test_set_without_labels_limit_and_id_list(good, tmp_path):
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("GalaxyID\n" + "\n".join(str(g) for g in good["ids"][::2]) + "\n999\n")
+    out = tmp_path / "test.h5"
+    summary = build(BuildConfig(images=good["zip"], out=out, size=32, ids_file=ids_file, limit=4))
+    assert summary.not_in_id_list == 1
+    with h5py.File(out) as f:
+        assert "labels" not in f
+        assert f["ids"][:].tolist() == good["ids"][::2][:4]
+
+
+def test_interrupted_build_leaves_no_output_and_resumes(good, tmp_path, monkeypatch):
+    import galaxyprep.build as build_module
+
+    out = tmp_path / "r.h5"
+    config = BuildConfig(images=good["folder"], labels=good["labels"], out=out, size=32, batch_size=4, resume=True)
+    real = build_module.resample_area
+    calls = {"n": 0}
+
+    def interrupting(*args):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(build_module, "resample_area", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        build(config)
+    assert not out.exists() and out.with_name("r.h5.partial").exists()
+    monkeypatch.setattr(build_module, "resample_area", real)
+    summary = build(config)
+    assert summary.resumed_from == 4
+    reference = tmp_path / "ref.h5"
+    build(BuildConfig(images=good["folder"], labels=good["labels"], out=reference, size=32))
+    with h5py.File(out) as f, h5py.File(reference) as g:
+        for name in ("images", "ids", "labels"):
+            assert np.array_equal(f[name][:], g[name][:])
+        np.testing.assert_allclose(f.attrs["mean"], g.attrs["mean"])
+        assert "rows_done" not in f.attrs
+
+
+# ---------------------------------------------------------------- bad input
+
+def _cmyk_jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("CMYK", (424, 424), (10, 20, 30, 0)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def _png_bytes() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (424, 424)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _bad_files(sample: bytes) -> dict[str, tuple[bytes, str]]:
+    """name -> (content, words the one-line message must contain)."""
+    rng = np.random.default_rng(3)
+    corrupt = bytearray(sample)
+    corrupt[700:] = rng.integers(0, 256, len(corrupt) - 700, dtype=np.uint8).tobytes()
+    grey = simplejpeg.encode_jpeg(np.full((424, 424, 1), 90, np.uint8), colorspace="GRAY")
+    small = simplejpeg.encode_jpeg(np.full((300, 300, 3), 90, np.uint8))
+    return {
+        "300001.jpg": (sample[: len(sample) // 2], "truncated"),
+        "300002.jpg": (bytes(corrupt), "corrupt"),
+        "300003.jpg": (_png_bytes(), "not a JPEG"),
+        "300004.jpg": (b"", "empty file"),
+        "300005.jpg": (grey, "greyscale"),
+        "300006.jpg": (_cmyk_jpeg(), "CMYK"),
+        "300007.jpg": (small, "300x300"),
+    }
+
+
+@pytest.fixture
+def bad_input(good, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for gid, data in good["jpegs"].items():
+        (folder / f"{gid}.jpg").write_bytes(data)
+    sample = next(iter(good["jpegs"].values()))
+    bad = _bad_files(sample)
+    for name, (data, _) in bad.items():
+        (folder / name).write_bytes(data)
+    dup = good["ids"][0]
+    (folder / f"0{dup}.jpg").write_bytes(sample)  # same GalaxyID twice
+    header = "GalaxyID," + ",".join(CLASS_NAMES)
+    ok_row = lambda gid: f"{gid}," + ",".join(["0.5"] * 37)  # noqa: E731
+    bad_ids = [int(n.split(".")[0]) for n in bad]
+    extra = [
+        "400001,0.5,0.5",                                         # too few fields
+        "400002," + ",".join(["abc"] + ["0.1"] * 36),             # not a number
+        "400003," + ",".join(["nan"] + ["0.1"] * 36),             # NaN
+        "400004," + ",".join(["1.5"] + ["0.1"] * 36),             # out of range
+        ok_row(good["ids"][1]),                                   # duplicate label row
+    ]
+    labels = _labels_csv(tmp_path / "labels.csv", good["ids"] + bad_ids, extra)
+    labels.write_text(labels.read_text().replace(header, header, 1))
+    expected = {name: words for name, (_, words) in bad.items()}
+    return {"folder": folder, "labels": labels, "expected": expected, "dup": dup, "dup2": good["ids"][1]}
+
+
+def test_every_bad_input_is_skipped_and_listed(bad_input, tmp_path, capsys):
+    out = tmp_path / "skip.h5"
+    with pytest.raises(SystemExit) as stop:
+        main(["build", "--images", str(bad_input["folder"]), "--labels", str(bad_input["labels"]),
+              "--out", str(out), "--size", "32", "--quiet"])
+    assert stop.value.code == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("skipped: ")]
+    for name, words in bad_input["expected"].items():
+        hits = [line for line in lines if name in line]
+        assert len(hits) == 1 and words in hits[0], (name, hits)
+    assert any("duplicate GalaxyID" in line and str(bad_input["dup"]) in line for line in lines)
+    for line_no, words in [(2 + N_GOOD + 7, "fields"), (3 + N_GOOD + 7, "unparsable"), (4 + N_GOOD + 7, "not a number"),
+                           (5 + N_GOOD + 7, "outside [0, 1]"), (6 + N_GOOD + 7, "duplicate GalaxyID")]:
+        assert any(f"line {line_no}:" in line and words in line for line in lines), (line_no, words)
+    info = read_info(out)
+    listed = json.dumps(info.skipped)
+    for name in bad_input["expected"]:
+        assert name in listed
+    with h5py.File(out) as f:
+        written = set(f["ids"][:].tolist())
+    assert bad_input["dup"] not in written and bad_input["dup2"] not in written
+    assert len(written) == N_GOOD - 2
+
+
+def test_on_error_fail_exits_nonzero_and_writes_nothing(bad_input, tmp_path):
+    out = tmp_path / "fail.h5"
+    proc = subprocess.run([sys.executable, "-m", "galaxyprep", "build", "--images", str(bad_input["folder"]),
+                           "--labels", str(bad_input["labels"]), "--out", str(out), "--size", "32",
+                           "--on-error", "fail", "--quiet"], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and "--on-error fail" in error_lines[0]
+    assert not out.exists() and not out.with_name("fail.h5.partial").exists()
+
+
+def test_decode_failure_with_on_error_fail_removes_partial(good, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for gid, data in good["jpegs"].items():
+        (folder / f"{gid}.jpg").write_bytes(data)
+    (folder / "999999.jpg").write_bytes(b"")
+    out = tmp_path / "x.h5"
+    with pytest.raises(InputError, match="999999.jpg: empty file"):
+        build(BuildConfig(images=folder, out=out, size=32, on_error="fail", batch_size=4))
+    assert not out.exists() and not out.with_name("x.h5.partial").exists()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--images", "/no/such/dir"], "no such folder or zip archive"),
+    (["--images", "{bad_zip}"], "neither a folder of JPEGs nor a zip archive"),
+    (["--images", "{folder}", "--labels", "{not_csv}"], "not a Galaxy Zoo labels CSV"),
+    (["--images", "{folder}", "--labels", "/no/labels.csv"], "no such labels file"),
+    (["--images", "{folder}", "--crop", "500"], "larger than the 424x424 images"),
+    (["--images", "{folder}", "--compression", "zstd"], "is not one of"),
+])
+def test_cli_bad_arguments_give_one_line(good, tmp_path, capsys, args, words):
+    bad_zip = tmp_path / "fake.zip"
+    bad_zip.write_text("hello")
+    not_csv = tmp_path / "labels.csv"
+    not_csv.write_text("id,a,b\n1,2,3\n")
+    values = {"bad_zip": bad_zip, "folder": good["folder"], "not_csv": not_csv}
+    args = [a.format(**values) for a in args]
+    out = tmp_path / "o.h5"
+    with pytest.raises(SystemExit) as stop:
+        main(["build", *args, "--out", str(out), "--quiet"])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and words in err[0]
+    assert not out.exists()
+
+
+def test_info_and_preview_commands(good, tmp_path, capsys):
+    out = tmp_path / "p.h5"
+    build(BuildConfig(images=good["zip"], labels=good["labels"], out=out, size=32))
+    with pytest.raises(SystemExit):
+        main(["info", str(out)])
+    text = capsys.readouterr().out
+    assert f"{N_GOOD} images 32x32x3" in text and "mean (R, G, B)" in text and "(uint8 - mean) / std" in text
+    png = tmp_path / "preview.png"
+    with pytest.raises(SystemExit):
+        main(["preview", str(out), "--out", str(png), "--n", "3"])
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[1] > 3 * 100
+
+
+def test_corrupt_hdf5_gives_one_line(tmp_path, capsys):
+    bogus = tmp_path / "bogus.h5"
+    bogus.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with pytest.raises(SystemExit) as stop:
+        main(["info", str(bogus)])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a readable HDF5 file" in err[0]
