@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/ensure_pillow_simd.sh
 	touch $@
 
 demo: setup
-	$(VENV)/bin/galaxyprep synth --n 2000 --n-test 200 --out $(DEMO)/data
+	$(VENV)/bin/galaxyprep synth --n 2000 --n-test 200 --out $(DEMO)/data --overwrite
 	$(VENV)/bin/galaxyprep build --images $(DEMO)/data/images_training_rev1 --labels $(DEMO)/data/training_solutions_rev1.csv --crop 200 --size 64 --out $(DEMO)/train.h5
 	$(VENV)/bin/galaxyprep build --images $(DEMO)/data/images_test_rev1 --crop 200 --size 64 --out $(DEMO)/test.h5
 	$(VENV)/bin/galaxyprep info $(DEMO)/train.h5

@@ -104,6 +104,7 @@ def synth(
     n_test: int = typer.Option(0, "--n-test", help="Unlabelled test galaxies (images_test_rev1/)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same bytes."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Threads [default: all cores]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the images and labels already in OUT."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
 ) -> None:
     """Synthetic SDSS-like galaxies with tree-consistent labels: the embedded default data."""
@@ -111,8 +112,11 @@ def synth(
     from .synth import synthesize
 
     meter = None if quiet else Progress(n + n_test, "synth")
-    result = synthesize(out, n, n_test=n_test, seed=seed, workers=workers,
-                        progress=None if meter is None else meter.update)
+    try:
+        result = synthesize(out, n, n_test=n_test, seed=seed, workers=workers, overwrite=overwrite,
+                            progress=None if meter is None else meter.update)
+    except ValueError as exc:
+        raise InputError("galaxyprep synth", str(exc)) from None
     if meter:
         meter.close()
     typer.echo(f"wrote {result.n_train:,} training and {result.n_test:,} test galaxies to {result.out_dir} "

@@ -1,0 +1,147 @@
+"""Issue 2's bars for `galaxyprep build`, measured in one run.
+
+1. Build throughput >= 0.85 x the decode limit: reading and decoding alone
+   (simplejpeg, the same DCT scale, all cores, threads) over the same files.
+2. Build throughput >= 4 x the naive pipeline (Pillow, one process: open,
+   convert to RGB, crop 200, bilinear resize to 96, float32 array). That is
+   the student project's plain Pillow (ANCHORS.md's "naive pipeline" row), run
+   from a throwaway venv in bench/out; the same pipeline on the Pillow-SIMD
+   this project installs is printed beside it.
+3. Flat memory: peak resident memory of a build of 5,866 and of 46,928 images
+   (the real images repeated 8 times under new IDs) differs by < 50 MB.
+
+    python bench/bench_build.py [--copies 8] [--crop 200 --size 96]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import OUT, machine, repeated_images, warm_page_cache  # noqa: E402
+
+
+def decode_limit(files: list[Path], crop: int, size: int, workers: int) -> float:
+    """Images/s of read + DCT-scaled decode alone on `workers` threads."""
+    from galaxyprep.decode import make_plan
+    import simplejpeg
+
+    plan = make_plan(424, 424, crop, size)
+    chunks = [files[i: i + 64] for i in range(0, len(files), 64)]
+
+    def work(chunk):
+        buf = np.empty((plan.scaled_height, plan.scaled_width, 3), np.uint8)
+        for p in chunk:
+            with open(p, "rb") as fh:
+                simplejpeg.decode_jpeg(fh.read(), min_height=plan.min_side, min_width=plan.min_side, buffer=buf)
+
+    t = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(work, chunks))
+    return len(files) / (time.perf_counter() - t)
+
+
+NAIVE = """
+import sys, time, numpy as np, PIL
+from PIL import Image
+crop, size = int(sys.argv[1]), int(sys.argv[2])
+files = [line.strip() for line in sys.stdin if line.strip()]
+t = time.perf_counter()
+for p in files:
+    with Image.open(p) as img:
+        img = img.convert("RGB")
+        w, h = img.size
+        left, top = (w - crop) // 2, (h - crop) // 2
+        img = img.crop((left, top, left + crop, top + crop)).resize((size, size), Image.BILINEAR)
+        np.asarray(img, dtype=np.float32) / 255.0
+print(len(files) / (time.perf_counter() - t), PIL.__version__)
+"""
+
+
+def plain_pillow_python() -> str:
+    """An interpreter with plain Pillow (the student project's), in a throwaway venv under bench/out."""
+    venv = OUT / "plain-pillow-venv"
+    py = venv / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "pillow", "numpy"], check=True)
+    return str(py)
+
+
+def naive(python: str, files: list[Path], crop: int, size: int) -> tuple[float, str]:
+    """Images/s of the naive pipeline (Pillow, one process) under `python`, and its PIL version."""
+    proc = subprocess.run([python, "-c", NAIVE, str(crop), str(size)], input="\n".join(map(str, files)),
+                          capture_output=True, text=True, check=True)
+    rate, version = proc.stdout.split()
+    return float(rate), version
+
+
+def build_in_child(folder: Path, out: Path, crop: int, size: int, limit: int | None) -> dict:
+    """Run one build in a fresh process; it reports its images/s and peak RSS."""
+    code = f"""
+import json, resource, time
+from pathlib import Path
+from galaxyprep.build import BuildConfig, build
+s = build(BuildConfig(images=Path({str(folder)!r}), out=Path({str(out)!r}), crop={crop}, size={size}, limit={limit!r}))
+print(json.dumps({{"n": s.n_written, "seconds": s.seconds, "rate": s.images_per_second,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--copies", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=200)
+    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--naive-n", type=int, default=3000, help="images timed for the (slow) naive pipeline")
+    args = ap.parse_args()
+    workers = os.cpu_count() or 1
+    folder = repeated_images(args.copies)
+    files = sorted(folder.iterdir())
+    n_real = len(files) // args.copies
+    print(machine())
+    print(f"input: {len(files):,} JPEGs ({args.copies} x {n_real:,} real images), crop {args.crop} -> {args.size}")
+    warm_page_cache(folder)
+    build_in_child(folder, OUT / "warmup.h5", args.crop, args.size, 512)  # numba cache, imports
+    limit_a = decode_limit(files, args.crop, args.size, workers)
+    full = build_in_child(folder, OUT / "full.h5", args.crop, args.size, None)
+    limit_b = decode_limit(files, args.crop, args.size, workers)
+    small = build_in_child(folder, OUT / "small.h5", args.crop, args.size, n_real)
+    slow, plain_version = naive(plain_pillow_python(), files[: args.naive_n], args.crop, args.size)
+    simd, simd_version = naive(sys.executable, files[: args.naive_n], args.crop, args.size)
+    limit = (limit_a + limit_b) / 2
+    rows = [
+        ("decode limit (read + decode, DCT scaled, %d threads)" % workers, f"{limit:,.0f} images/s",
+         f"(two passes: {limit_a:,.0f}, {limit_b:,.0f})"),
+        ("galaxyprep build, %s images" % f"{full['n']:,}", f"{full['rate']:,.0f} images/s", f"{full['seconds']:.1f} s"),
+        (f"naive pipeline, Pillow {plain_version}, one process", f"{slow:,.0f} images/s", f"over {args.naive_n:,} images"),
+        (f"naive pipeline, Pillow-SIMD {simd_version}, one process", f"{simd:,.0f} images/s", "(for information)"),
+        ("peak RSS, build of %s images" % f"{small['n']:,}", f"{small['peak_rss_mb']:,.0f} MB", ""),
+        ("peak RSS, build of %s images" % f"{full['n']:,}", f"{full['peak_rss_mb']:,.0f} MB", ""),
+    ]
+    for name, value, note in rows:
+        print(f"  {name:<55} {value:>16}  {note}")
+    ratio_limit = full["rate"] / limit
+    ratio_naive = full["rate"] / slow
+    rss_diff = full["peak_rss_mb"] - small["peak_rss_mb"]
+    print(f"build / decode limit = {ratio_limit:.2f} (bar >= 0.85) {'PASS' if ratio_limit >= 0.85 else 'FAIL'}")
+    print(f"build / naive        = {ratio_naive:.1f} (bar >= 4) {'PASS' if ratio_naive >= 4 else 'FAIL'}")
+    print(f"build / naive (SIMD) = {full['rate'] / simd:.1f} (no bar: the same pipeline on the installed Pillow-SIMD)")
+    print(f"peak RSS difference  = {rss_diff:+.0f} MB (bar < 50 MB) {'PASS' if abs(rss_diff) < 50 else 'FAIL'}")
+    for name in ("warmup.h5", "full.h5", "small.h5"):
+        (OUT / name).unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
