@@ -144,12 +144,28 @@ def resample_area(src, y_first, y_weights, x_weights, x_runs, out, channel_sums)
             channel_sums[b, 3 + c] = q
 
 
+@njit(cache=True)
+def _normalize_one(images, b, mean, inv_std, out):
+    h, w, c = images.shape[1], images.shape[2], images.shape[3]
+    for i in range(h):
+        for j in range(w):
+            for k in range(c):
+                out[b, i, j, k] = (np.float32(images[b, i, j, k]) - mean[k]) * inv_std[k]
+
+
 @njit(cache=True, parallel=True)
 def normalize_batch(images, mean, inv_std, out):
     """uint8 (B, S, S, 3) -> float32 `out`, (x - mean) * inv_std per channel."""
-    n, h, w, c = images.shape
-    for b in prange(n):
-        for i in range(h):
-            for j in range(w):
-                for k in range(c):
-                    out[b, i, j, k] = (np.float32(images[b, i, j, k]) - mean[k]) * inv_std[k]
+    for b in prange(images.shape[0]):
+        _normalize_one(images, b, mean, inv_std, out)
+
+
+@njit(cache=True)
+def normalize_batch_serial(images, mean, inv_std, out):
+    """`normalize_batch` on one thread, bit for bit.
+
+    For forked worker processes: numba's GNU OpenMP layer aborts a child
+    forked after its parent ran a parallel kernel.
+    """
+    for b in range(images.shape[0]):
+        _normalize_one(images, b, mean, inv_std, out)

@@ -7,7 +7,7 @@ import pytest
 import simplejpeg
 
 from galaxyprep.decode import decode_into, make_plan
-from galaxyprep.kernels import area_weights, normalize_batch, plan_area_resample, resample_area
+from galaxyprep.kernels import area_weights, normalize_batch, normalize_batch_serial, plan_area_resample, resample_area
 
 from reference import area_matrix, channel_sums, crop_area_resample
 
@@ -110,3 +110,6 @@ def _check_normalize(images: np.ndarray) -> None:
     out = np.empty(images.shape, np.float32)
     normalize_batch(images, mean, (1.0 / std).astype(np.float32), out)
     np.testing.assert_allclose(out, (images.astype(np.float64) - mean) / std, rtol=1e-5, atol=1e-5)
+    serial = np.empty_like(out)
+    normalize_batch_serial(images, mean, (1.0 / std).astype(np.float32), serial)
+    assert np.array_equal(serial, out)

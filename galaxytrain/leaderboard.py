@@ -1,0 +1,80 @@
+"""Where an RMSE would have placed on the Galaxy Zoo challenge's private leaderboard.
+
+Indicative only: the Kaggle test set is not the set a user scores on here. The
+full private leaderboard (326 teams) could not be found in public copies, so
+this module knows the places whose scores are published and says how tightly
+they bound the place of a new score, rather than guessing one.
+"""
+
+from __future__ import annotations
+
+#: Teams on the final private leaderboard (Kaggle's competition page:
+#: "Completed - $16,000 - 326 teams"). Competitors' blogs say "out of 329".
+N_TEAMS = 326
+
+#: Private scores of places 1..5, in order (5 entries). Places 1-3 as in
+#: /work/shared/ANCHORS.md (the winners' write-ups). Places 4-5 and the names from
+#: a "Winners" table in a public competition summary, a Markdown file "Competition
+#: Details" found by the search tool's code corpus (repository not named in the
+#: excerpt); it lists 0.07491, 0.07752, 0.07869, 0.07951, 0.07952, i.e. 1e-5 below
+#: ANCHORS for places 1-2 (a difference in rounding).
+TOP_SCORES: tuple[float, ...] = (0.07492, 0.07753, 0.07869, 0.07951, 0.07952)
+TOP_NAMES: tuple[str, ...] = ("sedielem", "Maxim Milakov", "6789", "simon", "Julian de Wit")
+
+#: Other places with a published private score: (place, RMSE, what).
+#: 145th "of 329" with 0.12859: an Extra-Trees entry written up at
+#: https://mjd2.blogs.rice.edu/2014/05 (Rice University course project).
+#: Places 28, 56 and 120 are mentioned in other blogs, without their scores.
+PARTIAL_PLACES: tuple[tuple[int, float, str], ...] = (
+    (145, 0.12859, "an Extra-Trees entry"),
+)
+
+#: Kaggle's benchmark submissions (not teams), as listed by Kaggle (ANCHORS.md).
+BENCHMARKS: tuple[tuple[str, float], ...] = (
+    ("central pixel benchmark", 0.16194),
+    ("all zeros benchmark", 0.27160),
+)
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _known_places() -> list[tuple[int, float, str]]:
+    top = [(i + 1, s, n) for i, (s, n) in enumerate(zip(TOP_SCORES, TOP_NAMES))]
+    return sorted(top + list(PARTIAL_PLACES))
+
+
+def leaderboard_place(rmse: float) -> dict:
+    """Place ``rmse`` would have taken among the 326 teams, as far as the known scores tell.
+
+    A tie takes the place of the team it ties with. ``place`` is exact only
+    where known places are adjacent (up to 5th); beyond that,
+    ``place`` is None and ``place_range`` = [best, worst] bounds it by the
+    nearest known places (``N_TEAMS + 1`` means "below every team").
+    ``better_than`` names every known place and benchmark the score beats or
+    equals.
+    """
+    r = float(rmse)
+    if r != r or r < 0:
+        raise ValueError(f"rmse must be a non-negative number, got {rmse!r}")
+    known = _known_places()
+    best = 1 + max((p for p, s, _ in known if s < r), default=0)
+    worst = min((p for p, s, _ in known if s >= r), default=N_TEAMS + 1)
+    place = best if best == worst else None
+    better_than = [f"{_ordinal(p)} place ({who}, {s:.5f})" for p, s, who in known if r <= s]
+    better_than += [f"{name} ({s:.5f})" for name, s in BENCHMARKS if r <= s]
+    if place is not None:
+        note = f"would have placed {_ordinal(place)} of {N_TEAMS}"
+    elif worst > N_TEAMS:
+        note = f"worse than the {_ordinal(best - 1)} place; scores below it are not known"
+    else:
+        note = (f"between {_ordinal(best)} and {_ordinal(worst)} of {N_TEAMS}: only places "
+                f"{', '.join(str(p) for p, _, _ in known)} have published scores")
+    return {
+        "place": place,
+        "of": N_TEAMS,
+        "place_range": [best, worst],
+        "better_than": better_than,
+        "note": note + " (indicative: a different test set than Kaggle's private one)",
+    }

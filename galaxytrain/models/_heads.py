@@ -1,0 +1,24 @@
+"""The 37-output head every model family ends in."""
+
+from __future__ import annotations
+
+import keras
+
+N_OUTPUTS = 37
+HEADS = ("sigmoid", "tree")
+
+
+def output_head(x, head: str, name: str = "predictions"):
+    """Dense(37) then sigmoid, or linear Dense(37) then the decision-tree normalisation.
+
+    Kept in float32 so that a mixed_float16 network still produces float32
+    outputs for the loss (the Keras mixed-precision rule for the last layer).
+    """
+    if head == "sigmoid":
+        return keras.layers.Dense(N_OUTPUTS, activation="sigmoid", dtype="float32", name=name)(x)
+    if head == "tree":
+        from ..tree_head import GalaxyTreeHead
+
+        z = keras.layers.Dense(N_OUTPUTS, dtype="float32", name=f"{name}_logits")(x)
+        return GalaxyTreeHead(dtype="float32", name=name)(z)
+    raise ValueError(f"unknown head {head!r}; available: {', '.join(HEADS)}")

@@ -1,0 +1,185 @@
+"""Predictions from a trained run: Kaggle submissions (`predict`) and scored reports (`score`).
+
+Both read the file in order, in contiguous slices, and normalize with the
+mean and std of the *training* file (from the run's config.json), so that a
+test file built separately is fed exactly as the training images were.
+Test-time augmentation averages the model over dihedral views of each batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from galaxyprep.errors import InputError
+from galaxyprep.galaxy_file import open_galaxy_file, read_info
+from galaxyprep.kernels import normalize_batch
+from galaxyprep.tree import CLASS_NAMES
+
+#: The dihedral views averaged for each --tta value: (quarter turns, mirrored).
+TTA_VIEWS: dict[int, tuple[tuple[int, bool], ...]] = {
+    1: ((0, False),),
+    2: ((0, False), (0, True)),
+    4: ((0, False), (1, False), (2, False), (3, False)),
+    8: tuple((k, m) for m in (False, True) for k in range(4)),
+}
+
+
+@dataclass
+class TrainedRun:
+    """A model ready to predict, and what its run directory says about it."""
+
+    model: object
+    model_path: Path
+    run_path: Path
+    record: dict = field(default_factory=dict)
+
+    @property
+    def normalization(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mean, std) of the training file, or None when the run does not say."""
+        data = self.record.get("data", {})
+        if "mean" in data and "std" in data:
+            return np.asarray(data["mean"], dtype=np.float64), np.asarray(data["std"], dtype=np.float64)
+        return None
+
+
+def load_run(run: str | Path, which: str = "best") -> TrainedRun:
+    """Load ``<run>/best.keras`` (or ``last``), or a .keras file given directly."""
+    from .fit import load_keras_model
+
+    run = Path(run)
+    if run.is_file() and run.suffix == ".keras":
+        return TrainedRun(load_keras_model(run, compile=False), run, run.parent, _read_record(run.parent))
+    if not run.exists():
+        raise InputError(run, "no such run directory")
+    if not run.is_dir():
+        raise InputError(run, "not a run directory or .keras model file")
+    model_path = run / f"{which}.keras"
+    if not model_path.exists():
+        raise InputError(run, f"not a trained run directory (no {model_path.name}); train one with `galaxytrain fit`")
+    return TrainedRun(load_keras_model(model_path, compile=False), model_path, run, _read_record(run))
+
+
+def _read_record(run: Path) -> dict:
+    try:
+        return json.loads((run / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def dihedral_views(x: np.ndarray, tta: int) -> np.ndarray:
+    """(B, S, S, C) -> (tta * B, S, S, C): the batch under each view of TTA_VIEWS[tta], view-major."""
+    if tta not in TTA_VIEWS:
+        raise InputError("--tta", f"must be one of {', '.join(map(str, TTA_VIEWS))}, got {tta}")
+    views = []
+    for quarter_turns, mirrored in TTA_VIEWS[tta]:
+        v = np.flip(x, axis=2) if mirrored else x
+        views.append(np.rot90(v, k=quarter_turns, axes=(1, 2)))
+    return np.ascontiguousarray(np.concatenate(views, axis=0))
+
+
+def predict_arrays(model, data_path: str | Path, tta: int = 1, batch_size: int = 64, *,
+                   normalization: tuple[np.ndarray, np.ndarray] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """GalaxyIDs (file order) and the model's (N, 37) predictions averaged over `tta` views.
+
+    `normalization` is the training file's (mean, std); without it the data
+    file's own statistics are used.
+    """
+    data_path = Path(data_path)
+    if tta not in TTA_VIEWS:
+        raise InputError("--tta", f"must be one of {', '.join(map(str, TTA_VIEWS))}, got {tta}")
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+    info = read_info(data_path)
+    expected = tuple(model.input_shape[1:])
+    if expected[:2] != (info.size, info.size) or expected[2] != 3:
+        raise InputError(data_path, f"images are {info.size}x{info.size}x3 but the model takes "
+                                    f"{'x'.join(str(v) for v in expected)}; rebuild the file with --size {expected[0]}")
+    mean, std = normalization if normalization is not None else (info.mean, info.std)
+    mean32 = np.asarray(mean, dtype=np.float32)
+    inv_std32 = (1.0 / np.asarray(std, dtype=np.float64)).astype(np.float32)
+    with open_galaxy_file(data_path) as f:
+        images = f["images"]
+        ids = np.asarray(f["ids"][:], dtype=np.int64)
+        n = len(ids)
+        preds = np.empty((n, len(CLASS_NAMES)), dtype=np.float32)
+        # Every call gets a full batch (the last one padded with stale rows, whose outputs
+        # are dropped), so that the predict function is traced once.
+        rows = min(batch_size, max(n, 1))
+        buf = np.zeros((rows, info.size, info.size, 3), dtype=np.float32)
+        for lo in range(0, n, batch_size):
+            hi = min(lo + batch_size, n)
+            k = hi - lo
+            normalize_batch(images[lo:hi], mean32, inv_std32, buf[:k])
+            x = buf if tta == 1 else dihedral_views(buf, tta)
+            p = np.asarray(model.predict_on_batch(x), dtype=np.float32)
+            preds[lo:hi] = p.reshape(tta, rows, -1)[:, :k].mean(axis=0)
+            if progress is not None:
+                progress(hi, n)
+    return ids, preds
+
+
+def write_submission(path: str | Path, ids: np.ndarray, preds: np.ndarray) -> Path:
+    """Kaggle's format: header GalaxyID,Class1.1,...,Class11.6; values clipped to [0, 1]."""
+    path = Path(path)
+    preds = np.clip(np.asarray(preds, dtype=np.float64), 0.0, 1.0)
+    if preds.shape != (len(ids), len(CLASS_NAMES)):
+        raise ValueError(f"predictions are {preds.shape}, expected ({len(ids)}, {len(CLASS_NAMES)})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with open(tmp, "w", encoding="ascii", newline="") as f:
+        f.write(",".join(("GalaxyID",) + tuple(CLASS_NAMES)) + "\n")
+        body = np.column_stack([np.asarray(ids, dtype=np.float64), preds])
+        np.savetxt(f, body, fmt=["%d"] + ["%.6f"] * len(CLASS_NAMES), delimiter=",")
+    os.replace(tmp, path)
+    return path
+
+
+def predict_submission(run: str | Path, data: str | Path, out: str | Path, tta: int = 1,
+                       batch_size: int = 64, log: Callable[[str], None] = print) -> Path:
+    """The whole of ``galaxytrain predict``."""
+    trained = load_run(run)
+    ids, preds = predict_arrays(trained.model, data, tta, batch_size, normalization=trained.normalization)
+    path = write_submission(out, ids, preds)
+    log(f"wrote {path} ({len(ids)} galaxies, {trained.model_path}, tta {tta})")
+    return path
+
+
+def score_run(run: str | Path, data: str | Path, report_path: str | Path, plots_dir: str | Path | None = None,
+              tta: int = 1, batch_size: int = 64, log: Callable[[str], None] = print) -> dict:
+    """The whole of ``galaxytrain score``: predict a labelled file, report, write JSON (with `rmse`)."""
+    from .report import build_report, format_report, write_report
+
+    data = Path(data)
+    report_path = Path(report_path)
+    if not read_info(data).has_labels:
+        raise InputError(data, "has no labels (a test set?); score needs a labelled file; use `galaxytrain predict` for a submission")
+    trained = load_run(run)
+    ids, preds = predict_arrays(trained.model, data, tta, batch_size, normalization=trained.normalization)
+    with open_galaxy_file(data) as f:
+        y_true = np.asarray(f["labels"][:], dtype=np.float64)
+    if plots_dir is None:
+        plots_dir = report_path.with_name(report_path.stem + "_plots")
+    cfg = trained.record.get("config", {})
+    meta = {
+        "run": str(trained.run_path),
+        "model_file": str(trained.model_path),
+        "model": cfg.get("model"),
+        "head": cfg.get("head"),
+        "trained_on": trained.record.get("data", {}).get("path"),
+        "data": str(data.resolve()),
+        "n_images": int(len(ids)),
+        "tta": tta,
+        "predictions_clipped": True,
+    }
+    report = build_report(y_true, np.clip(preds, 0.0, 1.0), plots_dir=Path(plots_dir), meta=meta)
+    write_report(report, report_path)
+    log(format_report(report))
+    log(f"wrote {report_path}")
+    return report

@@ -1,0 +1,228 @@
+"""The run directory: what a training leaves behind, written so that kill -9 never corrupts it.
+
+Layout::
+
+    config.json          every option, the data file's description, the split
+    state.json           epochs done, best so far, the full history, checksums
+    last.keras           model + optimizer state after the last completed epoch
+    best.keras           model with the lowest validation loss so far
+    history.csv          one row per completed epoch (derived from state.json)
+    training_curve.png   loss and RMSE per epoch
+
+``state.json`` is the commit point of an epoch. At each epoch end the models
+are first written to ``*.tmp.keras``, then the new state (with the SHA-256 of
+those files) replaces the old one atomically, then the temporary models are
+renamed into place. A run killed anywhere in that sequence is reconciled by
+`RunDir.recover`: the model files whose checksums match the state win.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+STATE_FORMAT = "galaxytrain-state"
+STATE_VERSION = 1
+
+#: Columns of history.csv, in this order; any other logged value follows.
+HISTORY_COLUMNS = ("epoch", "loss", "rmse", "val_loss", "val_rmse", "learning_rate",
+                   "epoch_time_s", "images_per_s", "peak_gpu_mib")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary name beside `path`, then rename over it."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+class RunDir:
+    """Paths and atomic writers of one run directory."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.state = self.path / "state.json"
+        self.last = self.path / "last.keras"
+        self.best = self.path / "best.keras"
+        self.history = self.path / "history.csv"
+        self.curve = self.path / "training_curve.png"
+        self.last_tmp = self.path / "last.tmp.keras"
+        self.best_tmp = self.path / "best.tmp.keras"
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read_config(self) -> dict | None:
+        return _read_json(self.config)
+
+    def read_state(self) -> dict | None:
+        state = _read_json(self.state)
+        if state is not None and state.get("format") != STATE_FORMAT:
+            return None
+        return state
+
+    def recover(self) -> dict | None:
+        """Reconcile the model files with state.json after an interruption; return the state.
+
+        Returns None when there is no completed epoch to resume from.
+        """
+        state = self.read_state()
+        if state is None:
+            return None
+        for final, tmp, key in ((self.last, self.last_tmp, "last_sha256"), (self.best, self.best_tmp, "best_sha256")):
+            want = state.get(key)
+            if tmp.exists():
+                if want and sha256_file(tmp) == want:
+                    os.replace(tmp, final)  # killed after the state commit, before the rename
+                else:
+                    tmp.unlink()  # killed while writing the next epoch: the state is older
+        want = state.get("last_sha256")
+        if not want or not self.last.exists() or sha256_file(self.last) != want:
+            state["damaged"] = f"{self.last.name} is missing or does not match {self.state.name}"
+        return state
+
+    # -- writing -------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Remove this module's files (for --overwrite); other files in the folder stay."""
+        for p in (self.config, self.state, self.last, self.best, self.history, self.curve,
+                  self.last_tmp, self.best_tmp):
+            p.unlink(missing_ok=True)
+
+    def write_config(self, record: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.config, record)
+
+    def commit_epoch(self, model, state: dict, improved: bool, baseline: float | None = None) -> None:
+        """Save last (and best when improved), then commit `state`, then rename into place."""
+        model.save(self.last_tmp)
+        _fsync(self.last_tmp)
+        state["last_sha256"] = sha256_file(self.last_tmp)
+        if improved:
+            shutil.copyfile(self.last_tmp, self.best_tmp)
+            _fsync(self.best_tmp)
+            state["best_sha256"] = state["last_sha256"]
+        state["format"] = STATE_FORMAT
+        state["version"] = STATE_VERSION
+        write_json_atomic(self.state, state)
+        os.replace(self.last_tmp, self.last)
+        if improved:
+            os.replace(self.best_tmp, self.best)
+        self.write_history(state["history"])
+        plot_training_curve(state["history"], self.curve, baseline=baseline)
+
+    def write_history(self, history: list[dict]) -> None:
+        write_text_atomic(self.history, history_csv(history))
+
+
+def new_state() -> dict:
+    return {"format": STATE_FORMAT, "version": STATE_VERSION, "epochs_done": 0, "monitor": None,
+            "best_epoch": None, "best_value": None, "last_sha256": None, "best_sha256": None,
+            "history": []}
+
+
+def history_csv(history: list[dict]) -> str:
+    """One row per epoch, HISTORY_COLUMNS first; missing values empty."""
+    extra = sorted({k for row in history for k in row} - set(HISTORY_COLUMNS))
+    columns = list(HISTORY_COLUMNS) + extra
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for row in history:
+        writer.writerow(["" if row.get(c) is None else _fmt(row[c]) for c in columns])
+    return text.getvalue()
+
+
+def read_history_csv(path: str | Path) -> list[dict]:
+    """history.csv back as a list of dicts of floats (epoch as int)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = []
+        for raw in csv.DictReader(f):
+            row = {k: (float(v) if v != "" else None) for k, v in raw.items()}
+            row["epoch"] = int(row["epoch"])
+            rows.append(row)
+    return rows
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def plot_training_curve(history: list[dict], path: Path, baseline: float | None = None) -> None:
+    """Loss and RMSE per epoch (train and validation) as a PNG, written atomically.
+
+    `baseline` is the validation RMSE of predicting the training mean: a model
+    whose curve does not go below that line has learnt nothing from the images.
+    """
+    from matplotlib.figure import Figure  # Agg canvas, no pyplot global state
+
+    path = Path(path)
+    epochs = [row["epoch"] for row in history]
+    fig = Figure(figsize=(10, 4), dpi=100)
+    for ax, key, title in ((fig.add_subplot(1, 2, 1), "loss", "loss"), (fig.add_subplot(1, 2, 2), "rmse", "RMSE")):
+        for prefix, style in (("", "-o"), ("val_", "-s")):
+            values = [row.get(prefix + key) for row in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [math.nan if v is None else v for v in values], style, ms=3,
+                        label="validation" if prefix else "training")
+        if key == "rmse" and baseline is not None:
+            ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"mean predictor ({baseline:.4f})")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)

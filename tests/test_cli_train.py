@@ -1,0 +1,170 @@
+"""The galaxytrain command: bad input in one line, kill -9 and resume, and a real (synthetic) training."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from galaxytrain.cli import app
+from galaxytrain.run_dir import read_history_csv
+
+# Keras 3.15 calls np.array(x, copy=False) on its variables under numpy 2.4: not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _one_error_line(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_help_lists_the_commands():
+    result = _invoke("--help")
+    assert result.exit_code == 0
+    for command in ("fit", "score", "predict", "models"):
+        assert command in result.stdout
+    assert "vgg6" in _invoke("models").stdout
+
+
+def test_bad_inputs_give_one_line_and_exit_1(make_galaxy_file, tmp_path):
+    labelled = make_galaxy_file(n=24, size=24, labels=True, name="train.h5")
+    unlabeled = make_galaxy_file(n=8, size=24, labels=False, name="test.h5")
+    other_size = make_galaxy_file(n=8, size=32, labels=True, name="big.h5")
+    junk = tmp_path / "junk.h5"
+    junk.write_text("this is not HDF5\n")
+    run = tmp_path / "run"
+
+    _one_error_line(_invoke("fit", "--data", unlabeled, "--out", run), str(unlabeled), "no labels")
+    _one_error_line(_invoke("fit", "--data", labelled, "--out", run, "--model", "vgg99"), "vgg99", "vgg6")
+    _one_error_line(_invoke("fit", "--data", junk, "--out", run), str(junk), "HDF5")
+    _one_error_line(_invoke("fit", "--data", tmp_path / "nope.h5", "--out", run), "nope.h5", "no such file")
+    _one_error_line(_invoke("fit", "--data", labelled, "--out", run, "--gpu-memory-limit", "lots"),
+                    "--gpu-memory-limit")
+    _one_error_line(_invoke("score", "--run", tmp_path / "missing", "--data", labelled), "missing", "no such run")
+    _one_error_line(_invoke("predict", "--run", tmp_path / "missing", "--data", unlabeled, "--out", tmp_path / "s.csv"),
+                    "missing", "no such run")
+
+    # A trained run, then files it cannot take.
+    fitted = _invoke("fit", "--data", labelled, "--out", run, "--epochs", "1", "--batch-size", "8")
+    assert fitted.exit_code == 0, fitted.output
+    _one_error_line(_invoke("score", "--run", run, "--data", unlabeled), str(unlabeled), "no labels")
+    _one_error_line(_invoke("score", "--run", run, "--data", other_size), str(other_size), "32x32x3", "24x24x3")
+    _one_error_line(_invoke("predict", "--run", run, "--data", junk, "--out", tmp_path / "s.csv"), str(junk))
+    _one_error_line(_invoke("predict", "--run", run, "--data", unlabeled, "--out", tmp_path / "s.csv", "--tta", "3"),
+                    "--tta")
+    _one_error_line(_invoke("fit", "--data", labelled, "--out", run, "--epochs", "2", "--seed", "5"),
+                    str(run), "seed", "--overwrite")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "best.keras").write_bytes(b"half a model")
+    _one_error_line(_invoke("predict", "--run", damaged, "--data", unlabeled, "--out", tmp_path / "s.csv"),
+                    "best.keras", "not a .keras model file")
+    assert not (tmp_path / "s.csv").exists()
+
+
+def _state(run: Path) -> dict | None:
+    try:
+        return json.loads((run / "state.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+@pytest.mark.slow
+def test_kill_9_mid_training_then_the_same_command_resumes(make_galaxy_file, tmp_path):
+    data = make_galaxy_file(n=192, size=32, seed=5, chunk_images=16)
+    run = tmp_path / "run"
+    epochs = 6
+    cmd = [sys.executable, "-m", "galaxytrain", "fit", "--data", str(data), "--out", str(run),
+           "--epochs", str(epochs), "--batch-size", "16"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state = _state(run)
+            if state and state["epochs_done"] >= 1:
+                break
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.02)
+        else:
+            pytest.fail("no epoch completed in 120 s")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    done = _state(run)["epochs_done"]
+    assert 1 <= done < epochs, "the run finished before it could be killed: make it longer"
+
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    # It continues right after the last committed epoch, and runs no epoch twice.
+    assert f"resuming {run} at epoch {done + 1}/{epochs} ({done} epoch" in second.stdout
+    assert f"epoch {done}/{epochs}:" not in second.stdout
+    assert f"epoch {done + 1}/{epochs}:" in second.stdout
+    history = read_history_csv(run / "history.csv")
+    assert [row["epoch"] for row in history] == list(range(1, epochs + 1))
+    assert _state(run)["epochs_done"] == epochs
+    assert not list(run.glob("*.tmp*"))
+
+    # The optimizer carried on: its step count covers all epochs, not only the resumed ones.
+    import keras
+
+    steps = int(np.ceil(json.loads((run / "config.json").read_text())["split"]["n_train"] / 16))
+    model = keras.models.load_model(run / "last.keras")
+    assert int(model.optimizer.iterations) == epochs * steps
+
+
+@pytest.mark.slow
+def test_synthetic_galaxies_train_below_the_mean_predictor(tmp_path):
+    from galaxyprep.build import BuildConfig, build
+    from galaxyprep.synth import synthesize
+
+    syn = synthesize(tmp_path / "synth", 800, n_test=40, seed=11, size=128)
+    hold = synthesize(tmp_path / "holdout", 200, seed=12, size=128)
+    train_h5, test_h5, hold_h5 = tmp_path / "train.h5", tmp_path / "test.h5", tmp_path / "holdout.h5"
+    build(BuildConfig(images=syn.train_images, labels=syn.labels_csv, out=train_h5, crop=96, size=48))
+    build(BuildConfig(images=syn.test_images, out=test_h5, crop=96, size=48))
+    build(BuildConfig(images=hold.train_images, labels=hold.labels_csv, out=hold_h5, crop=96, size=48))
+
+    run = tmp_path / "run"
+    fitted = _invoke("fit", "--data", train_h5, "--out", run, "--epochs", "8", "--batch-size", "32",
+                     "--val-fraction", "0.2", "--augment", "dihedral")
+    assert fitted.exit_code == 0, fitted.output
+    config = json.loads((run / "config.json").read_text())
+    baseline = config["baseline_val_rmse_mean_predictor"]
+    best = min(row["val_rmse"] for row in read_history_csv(run / "history.csv"))
+    assert best < 0.9 * baseline, (best, baseline)
+
+    report_path = tmp_path / "report.json"
+    scored = _invoke("score", "--run", run, "--data", hold_h5, "--report", report_path, "--tta", "4")
+    assert scored.exit_code == 0, scored.output
+    report = json.loads(report_path.read_text())
+    assert report["rmse"] < report["rmse_mean_predictor"]
+
+    submission = tmp_path / "submission.csv"
+    predicted = _invoke("predict", "--run", run, "--data", test_h5, "--out", submission)
+    assert predicted.exit_code == 0, predicted.output
+    assert len(submission.read_text().splitlines()) == 41

@@ -1,0 +1,198 @@
+"""fit(): the run directory it writes, resuming, refusing, and the GPU options on a CPU machine."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from galaxyprep.errors import InputError
+from galaxyprep.galaxy_file import open_galaxy_file
+from galaxytrain.config import FitConfig
+from galaxytrain.fit import fit, load_keras_model
+from galaxytrain.gpu import configure_gpus, parse_memory_size, peak_gpu_memory
+from galaxytrain.metrics import rmse
+from galaxytrain.predict import predict_arrays
+from galaxytrain.run_dir import RunDir, read_history_csv, sha256_file
+from galaxytrain.split import split_rows
+
+# Keras 3.15 calls np.array(x, copy=False) on its variables under numpy 2.4: not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+ARTIFACTS = {"best.keras", "last.keras", "history.csv", "config.json", "state.json", "training_curve.png"}
+
+
+def _config(data, out, **kw):
+    base = dict(epochs=2, batch_size=16, verbose=0)
+    base.update(kw)
+    return FitConfig(data=data, out=out, **base)
+
+
+def _labels_ids(path):
+    with open_galaxy_file(path) as f:
+        return f["labels"][:].astype(np.float64), f["ids"][:]
+
+
+@pytest.fixture
+def tiny(make_galaxy_file):
+    return make_galaxy_file(n=96, size=24, seed=3)
+
+
+def test_fit_writes_every_artifact_and_consistent_numbers(tiny, tmp_path):
+    out = tmp_path / "run"
+    logged = []
+    result = fit(_config(tiny, out), log=logged.append)
+    assert ARTIFACTS <= {p.name for p in out.iterdir()}
+    assert not list(out.glob("*.tmp*"))
+    assert result.epochs_done == 2 and result.initial_epoch == 0
+
+    history = read_history_csv(out / "history.csv")
+    assert [row["epoch"] for row in history] == [1, 2]
+    with open(out / "history.csv", newline="") as f:
+        header = next(csv.reader(f))
+    for column in ("loss", "rmse", "val_loss", "val_rmse", "epoch_time_s", "learning_rate"):
+        assert column in header
+        assert all(row[column] is not None for row in history)
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["epochs"] == 2 and config["config"]["model"] == "vgg6"
+    assert set(FitConfig.__dataclass_fields__) <= set(config["config"])
+    labels, ids = _labels_ids(tiny)
+    data = config["data"]
+    assert data["n_images"] == data["n_used"] == 96 and data["image_size"] == 24
+    assert data["file_bytes"] == tiny.stat().st_size and len(data["mean"]) == len(data["std"]) == 3
+    assert config["split"]["seed"] == 0
+
+    # The split is split_rows', and the logged baseline is the numpy mean predictor on it.
+    train_rows, val_rows = split_rows(ids, 0.1, 0)
+    assert config["split"]["n_val"] == len(val_rows) > 0
+    expected = np.sqrt(np.mean((labels[val_rows] - labels[train_rows].mean(axis=0)) ** 2))
+    assert result.baseline_val_rmse == pytest.approx(expected, rel=1e-9)
+
+    # The RMSE metric Keras logged for validation is the Kaggle RMSE of last.keras on those rows.
+    model = load_keras_model(out / "last.keras", compile=False)
+    _, preds = predict_arrays(model, tiny, tta=1, batch_size=32)
+    assert history[-1]["val_rmse"] == pytest.approx(rmse(labels[val_rows], preds[val_rows]), abs=2e-5)
+
+    state = json.loads((out / "state.json").read_text())
+    assert state["epochs_done"] == 2 and len(state["history"]) == 2
+    assert state["last_sha256"] == sha256_file(out / "last.keras")
+    best_epoch = min(history, key=lambda r: r["val_loss"])["epoch"]
+    assert state["best_epoch"] == result.best_epoch == best_epoch
+    assert state["best_sha256"] == sha256_file(out / "best.keras")
+    assert (out / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fit_resumes_with_the_optimizer_state_and_refuses_other_options(tiny, tmp_path):
+    out = tmp_path / "run"
+    fit(_config(tiny, out, epochs=1, limit=64), log=lambda s: None)
+    steps = int(np.ceil(len(split_rows(_labels_ids(tiny)[1][:64], 0.1, 0)[0]) / 16))
+    logged = []
+    result = fit(_config(tiny, out, epochs=2, limit=64), log=logged.append)
+    assert result.initial_epoch == 1 and result.epochs_done == 2
+    assert any("resuming" in line and "epoch 2/2" in line for line in logged)
+    assert [row["epoch"] for row in read_history_csv(out / "history.csv")] == [1, 2]
+    model = load_keras_model(out / "last.keras")
+    assert int(model.optimizer.iterations) == 2 * steps  # continued, not restarted
+
+    # Nothing left to do: no training, no change.
+    before = sha256_file(out / "last.keras")
+    assert fit(_config(tiny, out, epochs=2, limit=64), log=lambda s: None).epochs_done == 2
+    assert sha256_file(out / "last.keras") == before
+
+    with pytest.raises(InputError, match="learning_rate") as err:
+        fit(_config(tiny, out, epochs=3, limit=64, learning_rate=0.01), log=lambda s: None)
+    assert "--overwrite" in str(err.value) and str(out) in str(err.value)
+    with pytest.raises(InputError, match="images"):
+        fit(_config(tiny, out, epochs=3, limit=48), log=lambda s: None)
+
+    result = fit(_config(tiny, out, epochs=1, limit=64, learning_rate=0.01, overwrite=True), log=lambda s: None)
+    assert result.initial_epoch == 0 and result.epochs_done == 1
+    assert json.loads((out / "config.json").read_text())["config"]["learning_rate"] == 0.01
+
+
+def test_recover_finishes_an_interrupted_commit_and_drops_a_partial_one(tiny, tmp_path):
+    import keras
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    state = {"epochs_done": 1, "best_epoch": 1, "best_value": 0.5,
+             "history": [{"epoch": 1, "loss": 1.0, "val_loss": 0.5}]}
+    run.commit_epoch(model, state, improved=True)
+    good = sha256_file(run.last)
+
+    # Killed after the state commit, before the rename: the temporary file is the real epoch.
+    stale = run.path / "stale.keras"
+    model.layers[0].kernel.assign(np.zeros((3, 2), dtype=np.float32))
+    model.save(stale)
+    os.replace(run.last, run.last_tmp)
+    os.replace(stale, run.last)
+    recovered = run.recover()
+    assert "damaged" not in recovered and sha256_file(run.last) == good and not run.last_tmp.exists()
+
+    # Killed while writing the next epoch: the partial file goes, the committed one stays.
+    run.last_tmp.write_bytes(b"half a zip")
+    recovered = run.recover()
+    assert "damaged" not in recovered and not run.last_tmp.exists() and sha256_file(run.last) == good
+
+    run.last.write_bytes(b"corrupt")
+    assert "damaged" in run.recover()
+
+
+def test_bad_inputs_are_input_errors(make_galaxy_file, tmp_path):
+    unlabeled = make_galaxy_file(n=20, size=24, labels=False, name="test.h5")
+    with pytest.raises(InputError, match="no labels"):
+        fit(_config(unlabeled, tmp_path / "a"), log=lambda s: None)
+    with pytest.raises(InputError, match="unknown model"):
+        fit(_config(unlabeled, tmp_path / "a", model="vgg7"), log=lambda s: None)
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not hdf5")
+    with pytest.raises(InputError, match="junk.h5"):
+        fit(_config(junk, tmp_path / "a"), log=lambda s: None)
+    with pytest.raises(InputError, match="no such file"):
+        fit(_config(tmp_path / "missing.h5", tmp_path / "a"), log=lambda s: None)
+    small = make_galaxy_file(n=20, size=16, name="small.h5")
+    with pytest.raises(InputError, match="at least 20x20"):
+        fit(_config(small, tmp_path / "b"), log=lambda s: None)
+    with pytest.raises(InputError, match="--val-fraction"):
+        fit(_config(small, tmp_path / "b", val_fraction=1.5), log=lambda s: None)
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("12GiB", 12 * 2**30), ("12GB", 12 * 10**9), ("512MiB", 512 * 2**20), ("1.5 GiB", 3 * 2**29),
+    ("100", 100), ("8mb", 8 * 10**6),
+])
+def test_parse_memory_size(text, expected):
+    assert parse_memory_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["twelve", "12XB", "-1GiB", "0GiB", ""])
+def test_parse_memory_size_rejects_nonsense(text):
+    with pytest.raises(InputError, match="--gpu-memory-limit"):
+        parse_memory_size(text)
+
+
+def test_gpu_options_on_a_machine_without_gpu_log_and_carry_on():
+    import keras
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    lines = []
+    previous = keras.mixed_precision.global_policy()
+    try:
+        setup = configure_gpus("12GiB", memory_growth=True, mixed_precision=True, log=lines.append)
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert setup.n_gpus == 0 and setup.memory_limit_mib is None
+    assert any("no GPU" in line for line in lines)
+    assert peak_gpu_memory() is None

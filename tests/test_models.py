@@ -1,0 +1,144 @@
+"""The model registry and the student project's VGG6, layer for layer."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+
+from galaxytrain.models import (
+    InputShapeError,
+    UnknownModelError,
+    available_models,
+    create_model,
+    register_model,
+)
+from galaxytrain.models._heads import output_head
+from galaxytrain.models.vgg6 import MIN_INPUT_SIZE
+
+# Keras 3.15 calls np.array(x, copy=False) on its variables under numpy 2.4: not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+# (class, filters/units/pool/rate, activation) of each layer after the input.
+VGG6_LAYERS = [
+    (keras.layers.Conv2D, 16, "relu"),
+    (keras.layers.Conv2D, 16, "relu"),
+    (keras.layers.MaxPooling2D, 2, None),
+    (keras.layers.Dropout, 0.25, None),
+    (keras.layers.Conv2D, 32, "relu"),
+    (keras.layers.Conv2D, 32, "relu"),
+    (keras.layers.MaxPooling2D, 4, None),
+    (keras.layers.Dropout, 0.25, None),
+    (keras.layers.Flatten, None, None),
+    (keras.layers.Dense, 256, "relu"),
+    (keras.layers.Dropout, 0.5, None),
+    (keras.layers.Dense, 37, "sigmoid"),
+]
+
+
+def _describe(layer):
+    if isinstance(layer, keras.layers.Conv2D):
+        assert layer.kernel_size == (3, 3) and layer.padding == "valid" and layer.strides == (1, 1)
+        return type(layer), layer.filters, layer.activation.__name__
+    if isinstance(layer, keras.layers.MaxPooling2D):
+        assert layer.pool_size[0] == layer.pool_size[1]
+        return type(layer), layer.pool_size[0], None
+    if isinstance(layer, keras.layers.Dropout):
+        return type(layer), layer.rate, None
+    if isinstance(layer, keras.layers.Dense):
+        return type(layer), layer.units, layer.activation.__name__
+    return type(layer), None, None
+
+
+def _expected_params(size: int) -> int:
+    """VGG6's parameter count from the layer arithmetic ('valid' convs, floor pools)."""
+    s = (size - 4) // 2
+    s = (s - 4) // 4
+    conv = (3 * 9 * 16 + 16) + (16 * 9 * 16 + 16) + (16 * 9 * 32 + 32) + (32 * 9 * 32 + 32)
+    flat = s * s * 32
+    return conv + flat * 256 + 256 + 256 * 37 + 37
+
+
+def test_registry_lists_vgg6_and_rejects_unknown_names():
+    assert "vgg6" in available_models()
+    with pytest.raises(UnknownModelError, match="vgg6"):  # the message lists what exists
+        create_model("no-such-net", (32, 32, 3))
+    with pytest.raises(ValueError, match="head"):
+        create_model("vgg6", (32, 32, 3), head="softmax")
+
+
+def test_register_model_adds_a_family_and_refuses_a_second_builder_for_a_name():
+    @register_model("_test_tiny")
+    def build(input_shape, head="sigmoid"):
+        inputs = keras.Input(shape=input_shape)
+        return keras.Model(inputs, output_head(keras.layers.GlobalAveragePooling2D()(inputs), head))
+
+    try:
+        assert "_test_tiny" in available_models()
+        assert create_model("_test_tiny", (8, 8, 3)).output_shape == (None, 37)
+        with pytest.raises(ValueError, match="already registered"):
+            register_model("_test_tiny")(lambda input_shape, head="sigmoid": None)
+    finally:
+        from galaxytrain import models
+
+        models._REGISTRY.pop("_test_tiny", None)
+
+
+@pytest.mark.parametrize("size", [96, 32])
+def test_vgg6_is_the_student_projects_layer_sequence(size):
+    model = create_model("vgg6", (size, size, 3))
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    assert [_describe(l) for l in layers] == VGG6_LAYERS
+    assert model.input_shape == (None, size, size, 3)
+    assert model.output_shape == (None, 37)
+    assert model.count_params() == _expected_params(size)
+
+
+def test_vgg6_parameter_count_at_96():
+    assert create_model("vgg6", (96, 96, 3)).count_params() == 845_621
+
+
+def test_vgg6_outputs_are_probabilities():
+    model = create_model("vgg6", (32, 32, 3))
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype(np.float32)
+    y = np.asarray(model(x, training=False))
+    assert y.shape == (4, 37) and np.all((y >= 0) & (y <= 1))
+
+
+def test_tree_head_replaces_the_sigmoid_by_a_linear_dense_and_the_tree_layer():
+    from galaxytrain.tree_head import GalaxyTreeHead
+
+    model = create_model("vgg6", (32, 32, 3), head="tree")
+    dense, head = model.layers[-2], model.layers[-1]
+    assert isinstance(dense, keras.layers.Dense) and dense.units == 37
+    assert dense.activation.__name__ == "linear"
+    assert isinstance(head, GalaxyTreeHead)
+    body = [_describe(l) for l in model.layers[1:-2]]
+    assert body == VGG6_LAYERS[:-1]
+    x = np.random.default_rng(1).normal(size=(3, 32, 32, 3)).astype(np.float32)
+    y = np.asarray(model(x, training=False))
+    assert y.shape == (3, 37)
+    assert np.all((y >= 0) & (y <= 1 + 1e-6))
+
+
+def test_too_small_input_is_a_clear_error():
+    create_model("vgg6", (MIN_INPUT_SIZE, MIN_INPUT_SIZE, 3))  # the smallest that works
+    with pytest.raises(InputShapeError, match=f"at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}"):
+        create_model("vgg6", (MIN_INPUT_SIZE - 1, MIN_INPUT_SIZE - 1, 3))
+
+
+def test_mixed_precision_keeps_the_output_float32():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        for head in ("sigmoid", "tree"):
+            model = create_model("vgg6", (32, 32, 3), head=head)
+            assert model.layers[1].compute_dtype == "float16"
+            assert model.layers[-1].compute_dtype == "float32"
+            assert model.output.dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

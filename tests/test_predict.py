@@ -1,0 +1,183 @@
+"""predict_arrays, the Kaggle submission file, test-time augmentation, and score."""
+
+from __future__ import annotations
+
+import json
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from galaxyprep.errors import InputError
+from galaxyprep.galaxy_file import open_galaxy_file, read_info
+from galaxyprep.tree import CLASS_NAMES
+from galaxytrain.metrics import rmse
+from galaxytrain.predict import (
+    TTA_VIEWS,
+    dihedral_views,
+    predict_arrays,
+    predict_submission,
+    score_run,
+    write_submission,
+)
+
+# Keras 3.15 calls np.array(x, copy=False) on its variables under numpy 2.4: not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+SIZE = 24
+
+
+def _pixel_model(size: int = SIZE, scale: float = 1.0) -> keras.Model:
+    """A deterministic, orientation-sensitive model: 37 fixed linear maps of the flattened image.
+
+    Its outputs leave [0, 1], so clipping shows; rotating the image changes them,
+    so test-time augmentation shows.
+    """
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Flatten()(inputs)
+    dense = keras.layers.Dense(37, name="out")
+    model = keras.Model(inputs, dense(x))
+    rng = np.random.default_rng(7)
+    w = rng.normal(scale=scale / np.sqrt(size * size * 3), size=(size * size * 3, 37)).astype(np.float32)
+    dense.set_weights([w, np.full(37, 0.5, dtype=np.float32)])
+    return model
+
+
+def _reference(model, images_u8, mean, std, views):
+    """Plain numpy: normalize, transform, apply the model's linear map, average over views."""
+    w, b = model.get_layer("out").get_weights()
+    x = (images_u8.astype(np.float64) - mean) / std
+    outs = []
+    for k, mirrored in views:
+        v = x[:, :, ::-1] if mirrored else x
+        v = np.rot90(v, k=k, axes=(1, 2))
+        outs.append(v.reshape(len(v), -1) @ w + b)
+    return np.mean(outs, axis=0)
+
+
+def _read(path):
+    with open_galaxy_file(path) as f:
+        return f["images"][:], f["ids"][:], (f["labels"][:] if "labels" in f else None)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run directory with best.keras and a config.json whose training normalization is known."""
+    run = tmp_path / "run"
+    run.mkdir()
+    _pixel_model().save(run / "best.keras")
+    record = {"config": {"model": "pixel", "head": "sigmoid"},
+              "data": {"path": "train.h5", "mean": [100.0, 110.0, 120.0], "std": [50.0, 60.0, 70.0]}}
+    (run / "config.json").write_text(json.dumps(record))
+    return run
+
+
+def test_dihedral_views_are_the_eight_symmetries():
+    x = np.random.default_rng(0).random((2, 5, 5, 3))
+    views = dihedral_views(x, 8).reshape(8, 2, 5, 5, 3)
+    reference = []
+    for m in (False, True):
+        for k in range(4):
+            reference.append(np.rot90(np.flip(x, axis=2) if m else x, k, axes=(1, 2)))
+    assert len({v.tobytes() for v in views}) == 8
+    assert {v.tobytes() for v in views} == {r.tobytes() for r in reference}
+    np.testing.assert_array_equal(dihedral_views(x, 1), x)
+    for n in (2, 4):
+        assert dihedral_views(x, n).shape == (n * 2, 5, 5, 3)
+    with pytest.raises(InputError, match="--tta"):
+        dihedral_views(x, 3)
+
+
+@pytest.mark.parametrize("tta", [1, 2, 4, 8])
+def test_predict_arrays_matches_numpy_reference(make_galaxy_file, tta):
+    path = make_galaxy_file(n=21, size=SIZE, labels=False, first_id=5000)
+    images, ids, _ = _read(path)
+    info = read_info(path)
+    model = _pixel_model()
+    got_ids, preds = predict_arrays(model, path, tta=tta, batch_size=8)
+    np.testing.assert_array_equal(got_ids, ids)
+    expected = _reference(model, images, info.mean, info.std, TTA_VIEWS[tta])
+    np.testing.assert_allclose(preds, expected, atol=2e-5)
+    if tta > 1:  # the views really were averaged: this model is not symmetric
+        plain = _reference(model, images, info.mean, info.std, TTA_VIEWS[1])
+        assert np.abs(plain - expected).max() > 1e-3
+
+
+def test_predict_arrays_uses_the_given_normalization(make_galaxy_file):
+    path = make_galaxy_file(n=5, size=SIZE, labels=False)
+    images, _, _ = _read(path)
+    mean, std = np.array([10.0, 20.0, 30.0]), np.array([40.0, 50.0, 60.0])
+    model = _pixel_model()
+    _, preds = predict_arrays(model, path, normalization=(mean, std))
+    np.testing.assert_allclose(preds, _reference(model, images, mean, std, TTA_VIEWS[1]), atol=2e-5)
+
+
+def test_predict_writes_the_exact_kaggle_format_clipped(make_galaxy_file, run_dir, tmp_path):
+    # IDs not ascending in position order would be a bug; the file holds them ascending.
+    path = make_galaxy_file(n=30, size=SIZE, labels=False, first_id=200000, name="test.h5")
+    images, ids, _ = _read(path)
+    out = tmp_path / "sub" / "submission.csv"
+    predict_submission(run_dir, path, out, tta=1, batch_size=7, log=lambda s: None)
+    lines = out.read_text().splitlines()
+    assert lines[0] == "GalaxyID," + ",".join(CLASS_NAMES)
+    assert len(lines) == 31
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["GalaxyID", *CLASS_NAMES]
+    np.testing.assert_array_equal(table["GalaxyID"].to_numpy(), ids)
+    values = table[list(CLASS_NAMES)].to_numpy()
+    raw = _reference(_pixel_model(), images, np.array([100.0, 110.0, 120.0]), np.array([50.0, 60.0, 70.0]),
+                     TTA_VIEWS[1])
+    assert raw.min() < 0 and raw.max() > 1  # the test means something
+    np.testing.assert_allclose(values, np.clip(raw, 0, 1), atol=2e-5)
+    assert not list(out.parent.glob(".*partial"))
+
+
+def test_write_submission_rejects_wrong_shapes(tmp_path):
+    with pytest.raises(ValueError):
+        write_submission(tmp_path / "s.csv", np.arange(3), np.zeros((3, 36)))
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_score_writes_json_with_the_rmse_of_the_predictions(make_galaxy_file, run_dir, tmp_path):
+    path = make_galaxy_file(n=40, size=SIZE, labels=True, name="holdout.h5")
+    _, _, labels = _read(path)
+    report_path = tmp_path / "out" / "report.json"
+    printed = []
+    report = score_run(run_dir, path, report_path, tta=2, batch_size=16, log=printed.append)
+    saved = json.loads(report_path.read_text())
+    from galaxytrain.predict import load_run
+
+    trained = load_run(run_dir)
+    _, preds = predict_arrays(trained.model, path, tta=2, normalization=trained.normalization)
+    expected = rmse(labels, np.clip(preds, 0, 1))
+    assert saved["rmse"] == pytest.approx(expected, rel=1e-6) == report["rmse"]
+    assert saved["meta"]["tta"] == 2 and saved["meta"]["n_images"] == 40
+    assert saved["meta"]["run"] == str(run_dir)
+    assert any("RMSE" in line for line in printed)
+    plots = report_path.parent / "report_plots"
+    assert plots.is_dir() and any(plots.glob("*.png"))
+
+
+def test_score_and_predict_refuse_bad_inputs(make_galaxy_file, run_dir, tmp_path):
+    unlabeled = make_galaxy_file(n=6, size=SIZE, labels=False, name="test.h5")
+    with pytest.raises(InputError, match="no labels"):
+        score_run(run_dir, unlabeled, tmp_path / "r.json", log=lambda s: None)
+    other_size = make_galaxy_file(n=6, size=SIZE + 8, labels=False, name="big.h5")
+    with pytest.raises(InputError, match=f"{SIZE + 8}x{SIZE + 8}x3 but the model takes {SIZE}x{SIZE}x3"):
+        predict_submission(run_dir, other_size, tmp_path / "s.csv", log=lambda s: None)
+    with pytest.raises(InputError, match="no such run directory"):
+        predict_submission(tmp_path / "nowhere", unlabeled, tmp_path / "s.csv", log=lambda s: None)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no best.keras"):
+        predict_submission(tmp_path / "empty", unlabeled, tmp_path / "s.csv", log=lambda s: None)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(InputError, match="junk.h5"):
+        predict_submission(run_dir, junk, tmp_path / "s.csv", log=lambda s: None)
+    with pytest.raises(InputError, match="--tta"):
+        predict_submission(run_dir, unlabeled, tmp_path / "s.csv", tta=3, log=lambda s: None)
+    assert not (tmp_path / "s.csv").exists()
