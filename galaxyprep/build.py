@@ -1,9 +1,10 @@
 """`galaxyprep build`: JPEGs + labels -> one chunked HDF5 file.
 
-Decoding (simplejpeg, GIL released) runs on a thread pool one batch ahead of
-the numba crop/resample/statistics kernel and the HDF5 writes, with two batch
-buffers in turn: memory stays flat whatever the number of images, and the
-decoder stays busy.
+A thread pool decodes (simplejpeg, GIL released) and runs the numba
+crop/resample/statistics kernel (nogil) on each few images while they are
+still in the core's cache, two batches ahead of the HDF5 writes in the main
+thread. Three batch buffers turn in rotation: memory stays flat whatever the
+number of images, and the cores stay busy.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,10 +26,12 @@ from . import __version__
 from .decode import DecodeError, DecodePlan, decode_into, make_plan, probe_size
 from .errors import InputError
 from .galaxy_file import GalaxyFileWriter
-from .kernels import resample_area
+from .kernels import resample_area_serial
 from .sources import ImageSource, Problem, read_id_list, read_labels
 
 ON_ERROR = ("skip", "fail")
+CHECKPOINT_EVERY = 8  # batches between resume checkpoints (each flushes the file)
+TASK_IMAGES = 8       # images one decode task decodes and resamples: about 1 MB decoded, cache-resident
 COMPRESSION = ("none", "gzip", "lzf")
 
 
@@ -214,66 +218,87 @@ def _build_key(config: BuildConfig, ids: np.ndarray) -> str:
 
 def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodePlan, config: BuildConfig,
                  writer: GalaxyFileWriter, labels, bad: list[Problem], say, progress) -> None:
-    """Decode batch k+1 on the pool while batch k is resampled and written.
+    """Decode and resample on the pool, two batches ahead of the HDF5 writes.
 
-    Images that fail to decode are appended to `bad` (or stop the build with
-    --on-error fail). After each batch the writer checkpoints how many ids
-    were consumed, so --resume restarts at the next batch.
+    Each task decodes a few images into its thread's small buffer and
+    resamples them at once, while they are still in that core's cache; the
+    main thread only writes. Images that fail to decode are appended to `bad`
+    (or stop the build with --on-error fail). Every CHECKPOINT_EVERY batches
+    the writer records how many ids were consumed, for --resume.
     """
     workers = config.workers or os.cpu_count() or 1
     bsz = config.batch_size
-    buffers = [np.empty((bsz, plan.scaled_height, plan.scaled_width, 3), np.uint8) for _ in range(2)]
-    out = np.empty((bsz, plan.size, plan.size * 3), np.uint8)
-    sums = np.empty((bsz, 6), np.float64)
-    rp = plan.resample
+    size = plan.size
+    outs = [np.empty((bsz, size, size * 3), np.uint8) for _ in range(3)]
+    sums = [np.empty((bsz, 6), np.float64) for _ in range(3)]
+    local = threading.local()
     batches = [ids[i: i + bsz] for i in range(start, len(ids), bsz)]
+    in_flight: deque[list[Future]] = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        pending = _submit(pool, source, batches[0], plan, buffers[0], workers) if batches else []
+
+        def submit(k: int) -> None:
+            batch, out, sm = batches[k], outs[k % 3], sums[k % 3]
+            in_flight.append([pool.submit(_decode_resample, source, batch, lo, min(lo + TASK_IMAGES, len(batch)),
+                                          plan, out, sm, local)
+                              for lo in range(0, len(batch), TASK_IMAGES)])
+
+        for k in range(min(2, len(batches))):
+            submit(k)
         for k, batch in enumerate(batches):
-            errors = [e for f in pending for e in f.result()]
-            if k + 1 < len(batches):
-                pending = _submit(pool, source, batches[k + 1], plan, buffers[(k + 1) % 2], workers)
-            buf = buffers[k % 2]
+            errors = [e for f in in_flight.popleft() for e in f.result()]
+            if k + 2 < len(batches):
+                submit(k + 2)  # into the buffers of batch k - 1, already written
             ok = np.ones(len(batch), dtype=bool)
             for i, message in errors:
                 ok[i] = False
                 problem = Problem(source.describe(source.ids[int(batch[i])]), message)
                 say(str(problem))
                 if config.on_error == "fail":
-                    for f in pending:
-                        f.cancel()
+                    for futures in in_flight:
+                        for f in futures:
+                            f.cancel()
                     raise InputError(problem.file, problem.problem + " (--on-error fail: nothing written)")
                 bad.append(problem)
+            out, sm = outs[k % 3][: len(batch)], sums[k % 3][: len(batch)]
+            if not ok.all():
+                out, sm = out[ok], sm[ok]
             kept = batch[ok]
-            n = len(kept)
-            src = buf[: len(batch)] if ok.all() else buf[: len(batch)][ok]
-            resample_area(src.reshape(n, plan.scaled_height, -1), rp.y_first, rp.y_weights, rp.x_weights,
-                          rp.x_runs, out[:n], sums[:n])
-            y = None if labels is None else np.stack([labels.values[int(g)] for g in kept]) if n else np.empty((0, 37), np.float32)
-            writer.append(out[:n].reshape(n, plan.size, plan.size, 3), kept, y, sums[:n])
+            y = None
+            if labels is not None:
+                y = np.stack([labels.values[int(g)] for g in kept]) if len(kept) else np.empty((0, 37), np.float32)
+            writer.append(out.reshape(len(kept), size, size, 3), kept, y, sm)
             consumed = min(start + (k + 1) * bsz, len(ids))
-            writer.checkpoint({"ids_done": consumed, "bad": [asdict(p) for p in bad]})
+            if (k + 1) % CHECKPOINT_EVERY == 0:
+                writer.checkpoint({"ids_done": consumed, "bad": [asdict(p) for p in bad]})
             if progress:
                 progress(consumed, len(ids))
 
 
-def _submit(pool: ThreadPoolExecutor, source: ImageSource, batch: np.ndarray, plan: DecodePlan,
-            buf: np.ndarray, workers: int) -> list[Future]:
-    step = max(8, -(-len(batch) // (workers * 4)))
-    return [pool.submit(_decode_slice, source, batch, lo, min(lo + step, len(batch)), plan, buf)
-            for lo in range(0, len(batch), step)]
-
-
-def _decode_slice(source: ImageSource, batch: np.ndarray, lo: int, hi: int, plan: DecodePlan,
-                  buf: np.ndarray) -> list[tuple[int, str]]:
+def _decode_resample(source: ImageSource, batch: np.ndarray, lo: int, hi: int, plan: DecodePlan,
+                     out: np.ndarray, sums: np.ndarray, local: threading.local) -> list[tuple[int, str]]:
+    """Decode batch[lo:hi] into this thread's buffer and resample into out[lo:hi]; return the failures."""
+    buf = getattr(local, "buf", None)
+    if buf is None:
+        buf = local.buf = np.empty((TASK_IMAGES, plan.scaled_height, plan.scaled_width * 3), np.uint8)
     errors = []
+    good = []
     for i in range(lo, hi):
         try:
-            decode_into(source.read(int(batch[i])), plan, buf[i])
+            decode_into(source.read(int(batch[i])), plan, buf[i - lo].reshape(plan.scaled_height, plan.scaled_width, 3))
+            good.append(i)
         except DecodeError as exc:
             errors.append((i, str(exc)))
         except OSError as exc:
             errors.append((i, f"cannot read ({exc.strerror or exc})"))
+    rp = plan.resample
+    if len(good) == hi - lo:
+        resample_area_serial(buf[: hi - lo], rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs, out[lo:hi], sums[lo:hi])
+    elif good:  # rare: resample the good ones, then put them in their rows
+        rows = np.array(good)
+        tmp_out = np.empty((len(good),) + out.shape[1:], np.uint8)
+        tmp_sums = np.empty((len(good), 6))
+        resample_area_serial(buf[rows - lo], rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs, tmp_out, tmp_sums)
+        out[rows], sums[rows] = tmp_out, tmp_sums
     return errors
 
 

@@ -152,7 +152,9 @@ class GalaxyFileWriter:
         self._sums = np.zeros(6, dtype=np.float64)
         if resume and self._reopen(with_labels):
             return
-        self._f = h5py.File(self.partial, "w", libver="latest")
+        # No chunk cache: blocks arrive as whole chunks, and the default 1 MiB
+        # cache only adds a copy of each (measured: 40 -> 7 us per 96 px image).
+        self._f = h5py.File(self.partial, "w", libver="latest", rdcc_nbytes=0)
         chunk = max(1, min(chunk_images, max(n_max, 1)))
         self._images = self._f.create_dataset(
             "images", shape=(0, size, size, 3), maxshape=(None, size, size, 3), dtype=np.uint8,
@@ -172,7 +174,7 @@ class GalaxyFileWriter:
         if not self.partial.exists():
             return False
         try:
-            f = h5py.File(self.partial, "a")
+            f = h5py.File(self.partial, "a", rdcc_nbytes=0)
         except OSError:
             self.partial.unlink()
             return False
@@ -244,11 +246,13 @@ class GalaxyFileWriter:
         return self.out
 
     def abort(self, keep: bool = False) -> None:
-        """Close; delete the partial file unless it is kept for --resume."""
+        """Close; delete the partial file unless it is kept for --resume.
+
+        A kept file resumes from its last `checkpoint`, whose row count and
+        state agree; rows appended after it are cut off when it is reopened.
+        """
         try:
             if self._f.id.valid:
-                if keep:
-                    self.checkpoint()
                 self._f.close()
         finally:
             if not keep:

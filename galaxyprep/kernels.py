@@ -80,7 +80,56 @@ def plan_area_resample(y0: float, x0: float, h: float, w: float, height: int, wi
                     np.array(runs, dtype=np.int64))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)
+def _resample_one(src, b, y_first, y_weights, x_weights, x_runs, out, channel_sums):
+    sy = out.shape[1]
+    m_out = out.shape[2]
+    ty = y_weights.shape[1]
+    tx = x_weights.shape[0]
+    h_lo = y_first[0]
+    h_hi = y_first[sy - 1] + ty
+    rows = np.zeros((h_hi - h_lo, m_out), dtype=np.float32)
+    for yy in range(h_lo, h_hi):
+        row = rows[yy - h_lo]
+        line = src[b, yy]
+        for r in range(x_runs.shape[0]):
+            m0 = x_runs[r, 0]
+            m1 = x_runs[r, 1]
+            off = x_runs[r, 2]
+            acc_run = row[m0:m1]
+            for k in range(tx):
+                seg = line[m0 + off + 3 * k : m1 + off + 3 * k]
+                wk = x_weights[k, m0:m1]
+                for t in range(m1 - m0):
+                    acc_run[t] += wk[t] * np.float32(seg[t])
+    acc = np.empty(m_out, dtype=np.float32)
+    sums = np.zeros(m_out, dtype=np.int32)     # <= 255 * Sy: exact in int32
+    squares = np.zeros(m_out, dtype=np.int32)  # <= 255**2 * Sy < 2**31 for Sy < 33000
+    for i in range(sy):
+        acc[:] = 0.0
+        r0 = y_first[i] - h_lo
+        for k in range(ty):
+            w = y_weights[i, k]
+            prow = rows[r0 + k]
+            for m in range(m_out):
+                acc[m] += w * prow[m]
+        dst = out[b, i]
+        for m in range(m_out):
+            v = np.int32(min(acc[m] + np.float32(0.5), np.float32(255.0)))
+            dst[m] = np.uint8(v)
+            sums[m] += v
+            squares[m] += v * v
+    for c in range(3):
+        s = 0.0
+        q = 0.0
+        for m in range(c, m_out, 3):
+            s += np.float64(sums[m])
+            q += np.float64(squares[m])
+        channel_sums[b, c] = s
+        channel_sums[b, 3 + c] = q
+
+
+@njit(cache=True, parallel=True, nogil=True)
 def resample_area(src, y_first, y_weights, x_weights, x_runs, out, channel_sums):
     """Crop and area-resample a uint8 batch into `out`, and measure it.
 
@@ -95,53 +144,20 @@ def resample_area(src, y_first, y_weights, x_weights, x_runs, out, channel_sums)
     index is non-negative, drops its wraparound check, and LLVM vectorizes
     (4-5x faster than indexing the full arrays with computed offsets).
     """
-    n = src.shape[0]
-    sy = out.shape[1]
-    m_out = out.shape[2]
-    ty = y_weights.shape[1]
-    tx = x_weights.shape[0]
-    h_lo = y_first[0]
-    h_hi = y_first[sy - 1] + ty
-    for b in prange(n):
-        rows = np.zeros((h_hi - h_lo, m_out), dtype=np.float32)
-        for yy in range(h_lo, h_hi):
-            row = rows[yy - h_lo]
-            line = src[b, yy]
-            for r in range(x_runs.shape[0]):
-                m0 = x_runs[r, 0]
-                m1 = x_runs[r, 1]
-                off = x_runs[r, 2]
-                acc_run = row[m0:m1]
-                for k in range(tx):
-                    seg = line[m0 + off + 3 * k : m1 + off + 3 * k]
-                    wk = x_weights[k, m0:m1]
-                    for t in range(m1 - m0):
-                        acc_run[t] += wk[t] * np.float32(seg[t])
-        acc = np.empty(m_out, dtype=np.float32)
-        sums = np.zeros(m_out, dtype=np.int32)     # <= 255 * Sy: exact in int32
-        squares = np.zeros(m_out, dtype=np.int32)  # <= 255**2 * Sy < 2**31 for Sy < 33000
-        for i in range(sy):
-            acc[:] = 0.0
-            r0 = y_first[i] - h_lo
-            for k in range(ty):
-                w = y_weights[i, k]
-                prow = rows[r0 + k]
-                for m in range(m_out):
-                    acc[m] += w * prow[m]
-            dst = out[b, i]
-            for m in range(m_out):
-                v = np.int32(min(acc[m] + np.float32(0.5), np.float32(255.0)))
-                dst[m] = np.uint8(v)
-                sums[m] += v
-                squares[m] += v * v
-        for c in range(3):
-            s = 0.0
-            q = 0.0
-            for m in range(c, m_out, 3):
-                s += np.float64(sums[m])
-                q += np.float64(squares[m])
-            channel_sums[b, c] = s
-            channel_sums[b, 3 + c] = q
+    for b in prange(src.shape[0]):
+        _resample_one(src, b, y_first, y_weights, x_weights, x_runs, out, channel_sums)
+
+
+@njit(cache=True, nogil=True)
+def resample_area_serial(src, y_first, y_weights, x_weights, x_runs, out, channel_sums):
+    """`resample_area` on the calling thread, without the GIL.
+
+    The build calls it from each decode thread on the few images that thread
+    just decoded, while they are still in its CPU cache: with every core
+    already decoding, a parallel kernel has no idle core to use.
+    """
+    for b in range(src.shape[0]):
+        _resample_one(src, b, y_first, y_weights, x_weights, x_runs, out, channel_sums)
 
 
 @njit(cache=True)

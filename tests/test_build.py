@@ -138,23 +138,24 @@ def test_interrupted_build_leaves_no_output_and_resumes(good, tmp_path, monkeypa
     import galaxyprep.build as build_module
 
     out = tmp_path / "r.h5"
-    config = BuildConfig(images=good["folder"], labels=good["labels"], out=out, size=32, batch_size=4, resume=True)
-    real = build_module.resample_area
+    config = BuildConfig(images=good["folder"], labels=good["labels"], out=out, size=32, batch_size=2, resume=True)
+    monkeypatch.setattr(build_module, "CHECKPOINT_EVERY", 2)
+    real = build_module.GalaxyFileWriter.append
     calls = {"n": 0}
 
-    def interrupting(*args):
+    def interrupting(self, *args):
         calls["n"] += 1
-        if calls["n"] == 2:
+        if calls["n"] == 4:  # Ctrl-C after 3 batches of 2; the checkpoint after batch 2 holds 4 images
             raise KeyboardInterrupt
-        return real(*args)
+        return real(self, *args)
 
-    monkeypatch.setattr(build_module, "resample_area", interrupting)
+    monkeypatch.setattr(build_module.GalaxyFileWriter, "append", interrupting)
     with pytest.raises(KeyboardInterrupt):
         build(config)
     assert not out.exists() and out.with_name("r.h5.partial").exists()
-    monkeypatch.setattr(build_module, "resample_area", real)
+    monkeypatch.setattr(build_module.GalaxyFileWriter, "append", real)
     summary = build(config)
-    assert summary.resumed_from == 4
+    assert summary.resumed_from == 4  # the last checkpoint; the 3rd batch is redone
     reference = tmp_path / "ref.h5"
     build(BuildConfig(images=good["folder"], labels=good["labels"], out=reference, size=32))
     with h5py.File(out) as f, h5py.File(reference) as g:
