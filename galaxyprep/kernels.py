@@ -88,7 +88,7 @@ def _resample_one(src, b, y_first, y_weights, x_weights, x_runs, out, channel_su
     tx = x_weights.shape[0]
     h_lo = y_first[0]
     h_hi = y_first[sy - 1] + ty
-    rows = np.zeros((h_hi - h_lo, m_out), dtype=np.float32)
+    rows = np.zeros((h_hi - h_lo, m_out), dtype=np.float32)  # zeros: the general path accumulates
     for yy in range(h_lo, h_hi):
         row = rows[yy - h_lo]
         line = src[b, yy]
@@ -97,6 +97,14 @@ def _resample_one(src, b, y_first, y_weights, x_weights, x_runs, out, channel_su
             m1 = x_runs[r, 1]
             off = x_runs[r, 2]
             acc_run = row[m0:m1]
+            if tx == 2:  # the usual case (ratio < 1.5 after DCT scaling): one store per output
+                s0 = line[m0 + off : m1 + off]
+                s1 = line[m0 + off + 3 : m1 + off + 3]
+                w0 = x_weights[0, m0:m1]
+                w1 = x_weights[1, m0:m1]
+                for t in range(m1 - m0):
+                    acc_run[t] = w0[t] * np.float32(s0[t]) + w1[t] * np.float32(s1[t])
+                continue
             for k in range(tx):
                 seg = line[m0 + off + 3 * k : m1 + off + 3 * k]
                 wk = x_weights[k, m0:m1]
