@@ -20,13 +20,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt scripts/ensure_pillow_simd.sh
 
 demo: setup
 	$(VENV)/bin/galaxyprep synth --n 2000 --n-test 200 --out $(DEMO)/data --overwrite
+	$(VENV)/bin/galaxyprep synth --n 400 --seed 1 --out $(DEMO)/holdout --overwrite
 	$(VENV)/bin/galaxyprep build --images $(DEMO)/data/images_training_rev1 --labels $(DEMO)/data/training_solutions_rev1.csv --crop 200 --size 64 --out $(DEMO)/train.h5
+	$(VENV)/bin/galaxyprep build --images $(DEMO)/holdout/images_training_rev1 --labels $(DEMO)/holdout/training_solutions_rev1.csv --crop 200 --size 64 --out $(DEMO)/holdout.h5
 	$(VENV)/bin/galaxyprep build --images $(DEMO)/data/images_test_rev1 --crop 200 --size 64 --out $(DEMO)/test.h5
 	$(VENV)/bin/galaxyprep info $(DEMO)/train.h5
 	$(VENV)/bin/galaxyprep preview $(DEMO)/train.h5 --out $(DEMO)/preview.png
-	$(VENV)/bin/galaxytrain fit --data $(DEMO)/train.h5 --out $(DEMO)/runs/vgg6 --model vgg6 --epochs $(EPOCHS) --batch-size 64 --overwrite
-	$(VENV)/bin/galaxytrain score --run $(DEMO)/runs/vgg6 --data $(DEMO)/train.h5 --report $(DEMO)/report.json
-	$(VENV)/bin/galaxytrain predict --run $(DEMO)/runs/vgg6 --data $(DEMO)/test.h5 --out $(DEMO)/submission.csv
+	$(VENV)/bin/galaxytrain fit --data $(DEMO)/train.h5 --out $(DEMO)/runs/vgg6 --model vgg6 --epochs $(EPOCHS) --batch-size 64 --augment dihedral --overwrite
+	$(VENV)/bin/galaxytrain score --run $(DEMO)/runs/vgg6 --data $(DEMO)/holdout.h5 --report $(DEMO)/report.json --tta 4
+	$(VENV)/bin/galaxytrain predict --run $(DEMO)/runs/vgg6 --data $(DEMO)/test.h5 --out $(DEMO)/submission.csv --tta 4
 
 test: setup
 	$(PY) -m pytest -q

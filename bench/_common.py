@@ -52,3 +52,28 @@ def warm_page_cache(folder: Path) -> None:
     subprocess.run(["cat"] + [str(p) for p in sorted(folder.iterdir())[:1]], capture_output=True)
     for p in folder.iterdir():
         p.read_bytes()
+
+
+def repeated_labels(copies: int) -> Path:
+    """Labels for `repeated_images(copies)`: each copy keeps its original's label row."""
+    out = OUT / f"labels_x{copies}.csv"
+    if out.exists():
+        return out
+    lines = (SHARED_GZ / "training_solutions_rev1.csv").read_text().splitlines()
+    body = [line.split(",", 1) for line in lines[1:] if line]
+    rows = [lines[0]] + [f"{k}{gid},{rest}" for k in range(copies) for gid, rest in body]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("\n".join(rows) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def build_file(images: Path, out: Path, labels: Path | None = None, size: int = 96, crop: int = 200,
+               limit: int | None = None, ids_file: Path | None = None) -> Path:
+    """A galaxyprep file for a bench, built once and reused."""
+    from galaxyprep.build import BuildConfig, build
+
+    if not out.exists():
+        build(BuildConfig(images=images, out=out, labels=labels, size=size, crop=crop, limit=limit, ids_file=ids_file))
+    return out

@@ -102,14 +102,19 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ((starts + 1 + ends) / 2.0)[inverse]
 
 
-def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula; None if one class is absent."""
+def _binary_pair(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Flattened boolean labels and float scores of one class, and the class counts."""
     y = np.asarray(labels).astype(bool).ravel()
     s = _as_float_array(scores, "scores").ravel()
     if y.shape != s.shape:
         raise ValueError(f"{y.size} labels but {s.size} scores")
     n_pos = int(y.sum())
-    n_neg = y.size - n_pos
+    return y, s, n_pos, y.size - n_pos
+
+
+def binary_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the ROC curve by the rank-sum (Mann-Whitney) formula; None if one class is absent."""
+    y, s, n_pos, n_neg = _binary_pair(labels, scores)
     if n_pos == 0 or n_neg == 0:
         return None
     rank_sum = _average_ranks(s)[y].sum()
@@ -134,12 +139,7 @@ def roc_curve_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray
     predicted positive), then the distinct scores in decreasing order. Needs
     both classes present.
     """
-    y = np.asarray(labels).astype(bool).ravel()
-    s = _as_float_array(scores, "scores").ravel()
-    if y.shape != s.shape:
-        raise ValueError(f"{y.size} labels but {s.size} scores")
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
+    y, s, n_pos, n_neg = _binary_pair(labels, scores)
     if n_pos == 0 or n_neg == 0:
         raise ValueError("a ROC curve needs both positive and negative labels")
     order = np.argsort(-s, kind="stable")
