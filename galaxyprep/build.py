@@ -244,6 +244,8 @@ def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodeP
 
         for k in range(min(2, len(batches))):
             submit(k)
+        if progress:
+            progress(start, len(ids))
         for k, batch in enumerate(batches):
             errors = [e for f in in_flight.popleft() for e in f.result()]
             if k + 2 < len(batches):

@@ -21,15 +21,18 @@ class Progress:
         self.start = time.perf_counter()
         self._last = 0.0
         self.done = 0
+        self._first: int | None = None  # items already done when counting began (a resumed build)
 
     def update(self, done: int) -> None:
         self.done = done
+        if self._first is None:
+            self._first = done
         now = time.perf_counter()
         if done < self.total and now - self._last < (0.2 if self.tty else self.log_every):
             return
         self._last = now
         elapsed = max(now - self.start, 1e-9)
-        rate = done / elapsed
+        rate = (done - self._first) / elapsed
         eta = (self.total - done) / rate if rate > 0 else 0.0
         pct = 100.0 * done / max(self.total, 1)
         line = (f"{self.label}: {done:,}/{self.total:,} {self.unit} ({pct:5.1f}%)  "
