@@ -13,7 +13,7 @@ from __future__ import annotations
 N_TEAMS = 326
 
 #: Private scores of places 1..5, in order (5 entries). Places 1-3 as in
-#: /work/shared/ANCHORS.md (the winners' write-ups). Places 4-5 and the names from
+#: the project's ANCHORS.md notes (the winners' write-ups). Places 4-5 and the names from
 #: a "Winners" table in a public competition summary, a Markdown file "Competition
 #: Details" found by the search tool's code corpus (repository not named in the
 #: excerpt); it lists 0.07491, 0.07752, 0.07869, 0.07951, 0.07952, i.e. 1e-5 below
