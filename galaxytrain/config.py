@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-AUGMENTS = ("none", "dihedral")
+AUGMENTS = ("none", "dihedral", "rotate")
 HEADS = ("sigmoid", "tree")
 LOSSES = ("bce", "mse")
+LR_SCHEDULES = ("constant", "cosine", "step")
 
 #: Options that must match a run directory's config.json to resume it.
 RESUME_KEYS = ("model", "head", "loss", "learning_rate", "batch_size", "val_fraction", "seed",
-               "augment", "limit", "mixed_precision")
+               "augment", "limit", "mixed_precision", "input_size", "max_shift", "max_zoom",
+               "tree_warmup_epochs", "lr_schedule", "weight_decay")
 
 
 @dataclass
@@ -42,6 +44,20 @@ class FitConfig:
     mixed_precision: bool = False
     head: str = "sigmoid"
     loss: str = "bce"
+    #: The model's input: the centre (or, with augment "rotate", a random view) of this many
+    #: pixels of the stored images; None: the stored size.
+    input_size: int | None = None
+    #: augment "rotate": shift U(-max_shift, max_shift) input pixels, zoom log-uniform in [1/max_zoom, max_zoom].
+    max_shift: float = 4.0
+    max_zoom: float = 1.3
+    #: Epochs trained with the tree head's normalisation off (Dieleman's trick); head "tree" only.
+    tree_warmup_epochs: int = 0
+    #: constant; cosine (per batch, to 0 at the last epoch); step (x0.1 at half, x0.01 at three quarters).
+    lr_schedule: str = "constant"
+    #: Decoupled weight decay (AdamW) when > 0; plain Adam at 0.
+    weight_decay: float = 0.0
+    #: The named recipe the other values started from (galaxytrain.recipes), for the record.
+    recipe: str | None = None
     overwrite: bool = False
     verbose: int | str = "auto"
 
@@ -78,6 +94,21 @@ class FitConfig:
             bad("--learning-rate", f"must be positive, got {self.learning_rate}")
         if self.limit is not None and self.limit < 2:
             bad("--limit", f"must be at least 2, got {self.limit}")
+        if self.input_size is not None and self.input_size < 8:
+            bad("--input-size", f"must be at least 8 pixels, got {self.input_size}")
+        if not 0 <= self.max_shift < 1e6:
+            bad("--max-shift", f"must be 0 or more, got {self.max_shift}")
+        if not 1 <= self.max_zoom < 1e6:
+            bad("--max-zoom", f"must be at least 1 (no zoom), got {self.max_zoom}")
+        if self.tree_warmup_epochs < 0:
+            bad("--tree-warmup-epochs", f"must be 0 or more, got {self.tree_warmup_epochs}")
+        if self.tree_warmup_epochs > 0 and self.head != "tree":
+            bad("--tree-warmup-epochs", f"switches the tree head's normalisation; it needs --head tree, "
+                                        f"not {self.head}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            bad("--lr-schedule", f"must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if not 0 <= self.weight_decay < 1:
+            bad("--weight-decay", f"must be in [0, 1), got {self.weight_decay}")
 
     def to_dict(self) -> dict:
         """JSON-ready: paths as strings."""

@@ -88,7 +88,8 @@ def fit(config: FitConfig, log: Log = print) -> FitResult:
 
 def _train(config: FitConfig, run: RunDir, state: dict, record: dict, train_rows, val_rows,
            baseline: float | None, log: Log) -> FitResult:
-    size = record["data"]["image_size"]
+    stored = record["data"]["image_size"]
+    size = input_size(config, stored)
     initial_epoch = int(state["epochs_done"])
     # Weights, dropout and Keras' own shuffles follow the seed; a resumed run continues
     # from a seed of its own so that it does not replay the first epoch's dropout masks.
@@ -97,8 +98,18 @@ def _train(config: FitConfig, run: RunDir, state: dict, record: dict, train_rows
     record["model"] = {"name": config.model, "head": config.head, "params": int(model.count_params()),
                        "input_shape": [size, size, 3]}
     n_train, n_val = len(train_rows), len(val_rows)
-    log(f"data: {config.data} ({record['data']['n_used']} images {size}x{size}; "
+    view = "" if size == stored else f", seen as {size}x{size} views"
+    log(f"data: {config.data} ({record['data']['n_used']} images {stored}x{stored}{view}; "
         f"{n_train} train, {n_val} validation, split seed {config.seed})")
+    if config.recipe is not None:
+        from .recipes import get_recipe
+
+        recipe = get_recipe(config.recipe)
+        built = (record["data"].get("crop"), stored)
+        note = ("" if built == (recipe.crop, recipe.size) else
+                f" (measured on files built with --crop {recipe.crop} --size {recipe.size}; "
+                f"this one has crop {built[0]}, size {built[1]})")
+        log(f"recipe: {config.recipe}{note}")
     log(f"model: {config.model} ({model.count_params():,} parameters, head {config.head}, loss {config.loss})")
     if baseline is not None:
         log(f"validation RMSE of predicting the training mean: {baseline:.5f}")
@@ -114,17 +125,33 @@ def _train(config: FitConfig, run: RunDir, state: dict, record: dict, train_rows
 
     loader_kw = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing,
                      max_queue_size=config.max_queue_size)
+    from .augment import RotateRanges
+
     train = GalaxyBatches(config.data, rows=train_rows, batch_size=config.batch_size, shuffle=True,
                           augment=None if config.augment == "none" else config.augment,
-                          seed=config.seed, **loader_kw)
+                          seed=config.seed, out_size=size,
+                          rotate_ranges=RotateRanges(max_shift=config.max_shift, max_zoom=config.max_zoom),
+                          **loader_kw)
     val = None
     if n_val:
         val = GalaxyBatches(config.data, rows=val_rows, batch_size=config.batch_size, shuffle=False,
-                            augment=None, seed=config.seed, **loader_kw)
+                            augment=None, seed=config.seed, out_size=size, **loader_kw)
     train.set_epoch(initial_epoch)  # a resumed epoch sees the order it would have seen
     monitor = "val_loss" if val is not None else "loss"
     state["monitor"] = monitor
-    callback = RunDirCallback(run, state, monitor, n_train, baseline, log)
+    warmup = config.tree_warmup_epochs if config.head == "tree" else 0
+    # The first epoch with the tree normalisation on starts the choice of best.keras afresh:
+    # losses of the unnormalised outputs are not comparable with the model that is kept.
+    callback = RunDirCallback(run, state, monitor, n_train, baseline, log,
+                              restart_best_at=warmup + 1 if warmup else None)
+    schedule_callbacks = []
+    if warmup:
+        from .tree_head import EnableTreeNormalization
+
+        schedule_callbacks.append(EnableTreeNormalization(at_epoch=warmup))
+    if config.lr_schedule != "constant":
+        schedule_callbacks.append(LearningRateSchedule(config.lr_schedule, config.learning_rate,
+                                                       config.epochs, len(train)))
     # A terminal gets Keras' progress bar; a log file gets only our line per epoch.
     verbose = config.verbose
     if verbose == "auto":
@@ -133,7 +160,9 @@ def _train(config: FitConfig, run: RunDir, state: dict, record: dict, train_rows
     callback.total_epochs = config.epochs
     try:
         # The progress bar first, so that its epoch line comes before ours.
-        callbacks = ([keras.callbacks.ProgbarLogger()] if keras_verbose else []) + [callback]
+        # The schedules act at epoch and batch begin, from the epoch number alone, so a resumed run
+        # picks them up where it stopped.
+        callbacks = ([keras.callbacks.ProgbarLogger()] if keras_verbose else []) + schedule_callbacks + [callback]
         model.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=initial_epoch,
                   callbacks=callbacks, verbose=keras_verbose)
     finally:
@@ -144,6 +173,16 @@ def _train(config: FitConfig, run: RunDir, state: dict, record: dict, train_rows
     return _result(run, state, initial_epoch, baseline)
 
 
+def input_size(config: FitConfig, stored: int) -> int:
+    """The model's input size: config.input_size, or the stored size; never more than stored."""
+    if config.input_size is None:
+        return int(stored)
+    if config.input_size > stored:
+        raise InputError(config.data, f"holds {stored}x{stored} images, smaller than --input-size "
+                                      f"{config.input_size}; rebuild it with a larger --size or lower --input-size")
+    return int(config.input_size)
+
+
 def build_model(config: FitConfig, size: int):
     """A new compiled model for `config` and square images of `size`."""
     from .models import InputShapeError, create_model
@@ -152,15 +191,55 @@ def build_model(config: FitConfig, size: int):
         model = create_model(config.model, (size, size, 3), head=config.head)
     except InputShapeError as exc:
         raise InputError(config.data, str(exc)) from None
-    compile_model(model, config.loss, config.learning_rate)
+    compile_model(model, config.loss, config.learning_rate, config.weight_decay)
     return model
 
 
-def compile_model(model, loss: str, learning_rate: float) -> None:
-    """Adam, the chosen loss, and an RMSE metric (the Kaggle score) for every epoch."""
+def compile_model(model, loss: str, learning_rate: float, weight_decay: float = 0.0) -> None:
+    """Adam (AdamW with weight decay), the chosen loss, and an RMSE metric (the Kaggle score)."""
     losses = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=losses[loss],
-                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+    if weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    model.compile(optimizer=optimizer, loss=losses[loss], metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+
+
+def scheduled_learning_rate(schedule: str, base: float, progress: float) -> float:
+    """The learning rate at `progress` (0 at the first batch, 1 after the last) of a training."""
+    progress = min(max(float(progress), 0.0), 1.0)
+    if schedule == "constant":
+        return float(base)
+    if schedule == "cosine":
+        return float(base * 0.5 * (1.0 + np.cos(np.pi * progress)))
+    if schedule == "step":
+        return float(base * (1.0 if progress < 0.5 else 0.1 if progress < 0.75 else 0.01))
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+
+
+class LearningRateSchedule(keras.callbacks.Callback):
+    """Set the optimizer's learning rate before every batch from (epoch, batch) alone.
+
+    A function of the position in the training, not of a counter, so that a
+    resumed run continues the same curve (a run resumed with more epochs
+    stretches the rest of it).
+    """
+
+    def __init__(self, schedule: str, base: float, epochs: int, steps_per_epoch: int):
+        super().__init__()
+        scheduled_learning_rate(schedule, base, 0.0)  # rejects an unknown name now
+        self.schedule, self.base = schedule, float(base)
+        self.total_steps = max(1, int(epochs) * int(steps_per_epoch))
+        self.steps_per_epoch = int(steps_per_epoch)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = int(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self._epoch * self.steps_per_epoch + int(batch)
+        self.model.optimizer.learning_rate.assign(scheduled_learning_rate(self.schedule, self.base,
+                                                                          step / self.total_steps))
 
 
 def load_keras_model(path: Path, compile: bool = True):
@@ -310,10 +389,11 @@ class RunDirCallback(keras.callbacks.Callback):
     """At each epoch end: a history row, then last/best models and state committed atomically."""
 
     def __init__(self, run: RunDir, state: dict, monitor: str, n_train: int, baseline: float | None,
-                 log: Log):
+                 log: Log, restart_best_at: int | None = None):
         super().__init__()
         self.run, self.state, self.monitor = run, state, monitor
         self.n_train, self.baseline, self.log = n_train, baseline, log
+        self.restart_best_at = restart_best_at  # 1-based epoch that any finite value makes best
         self.total_epochs: int | None = None
         self._t0 = 0.0
 
@@ -339,7 +419,7 @@ class RunDirCallback(keras.callbacks.Callback):
         peak = peak_gpu_memory()
         row["peak_gpu_mib"] = None if peak is None else round(peak / 2**20, 1)
         value = row.get(self.monitor)
-        best = self.state.get("best_value")
+        best = None if row["epoch"] == self.restart_best_at else self.state.get("best_value")
         improved = value is not None and np.isfinite(value) and (best is None or value < best)
         state = self.state
         state["history"] = [r for r in state["history"] if r["epoch"] < row["epoch"]] + [row]

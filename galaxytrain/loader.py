@@ -35,16 +35,20 @@ from galaxyprep.errors import InputError
 from galaxyprep.galaxy_file import open_galaxy_file
 from galaxyprep.kernels import normalize_batch, normalize_batch_serial
 
-from .augment import dihedral_batch, dihedral_batch_serial
+from .augment import RotateRanges, centre_view, dihedral_batch, dihedral_batch_serial, draw_views, rotated_views
 
-AUGMENTATIONS = (None, "dihedral")
+AUGMENTATIONS = (None, "dihedral", "rotate")
 
 
 class GalaxyBatches(keras.utils.PyDataset):
     """`(x, y)` batches of selected rows of a galaxyprep file; x only without labels.
 
-    x is float32 (B, S, S, 3), normalized with the file's mean and std
+    x is float32 (B, T, T, 3), normalized with the file's mean and std
     (or the raw uint8 pixels with ``normalize=False``); y is float32 (B, 37).
+    T is ``out_size`` (default: the stored size S). ``augment``: None (the
+    centre T x T of each image), "dihedral" (a random one of the 8 symmetries
+    of the square, then the centre) or "rotate" (a random rotation, zoom,
+    shift and mirror within `rotate_ranges`, resampled into T x T about the centre).
     Each selected row appears exactly once per epoch; the last batch may be
     short. With ``shuffle=False`` rows come in file order and `ids_in_order`
     gives their GalaxyIDs. ``workers``, ``use_multiprocessing`` and
@@ -59,6 +63,7 @@ class GalaxyBatches(keras.utils.PyDataset):
     def __init__(self, path: str | Path, rows: np.ndarray | None = None, *, batch_size: int = 64,
                  shuffle: bool = True, augment: str | None = None, seed: int = 0,
                  block_images: int | None = None, labels: bool = True, normalize: bool = True,
+                 out_size: int | None = None, rotate_ranges: RotateRanges | None = None,
                  workers: int = 1, use_multiprocessing: bool = False, max_queue_size: int = 10):
         super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
                          max_queue_size=max_queue_size)
@@ -97,6 +102,13 @@ class GalaxyBatches(keras.utils.PyDataset):
         if block_images is None:
             block_images = max(1, min(chunk, batch_size // 4))
         self.block_images = int(block_images)
+        if out_size is None:
+            out_size = self.image_size
+        if not _is_int(out_size) or not 1 <= out_size <= self.image_size:
+            raise ValueError(f"out_size must be an integer in [1, {self.image_size}] (the stored size), "
+                             f"got {out_size!r}")
+        self.out_size = int(out_size)
+        self.rotate_ranges = RotateRanges() if rotate_ranges is None else rotate_ranges
         self.labels = bool(labels)
         self.normalize = bool(normalize)
         self.epoch = 0
@@ -120,11 +132,17 @@ class GalaxyBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         positions, rng = self._batch_plan(index)
         images, labels = self._read(positions)
-        if self.augment == "dihedral":
-            codes = rng.integers(0, 8, size=len(positions)).astype(np.int64)
-            turned = np.empty_like(images)
-            (dihedral_batch if self._in_owner() else dihedral_batch_serial)(images, codes, turned)
-            images = turned
+        serial = not self._in_owner()
+        if self.augment == "rotate":
+            images = rotated_views(images, self.out_size, *draw_views(rng, len(positions), self.rotate_ranges),
+                                   serial=serial)
+        else:
+            if self.augment == "dihedral":
+                codes = rng.integers(0, 8, size=len(positions)).astype(np.int64)
+                turned = np.empty_like(images)
+                (dihedral_batch_serial if serial else dihedral_batch)(images, codes, turned)
+                images = turned
+            images = centre_view(images, self.out_size, serial=serial)
         x = self._normalize(images) if self.normalize else images
         if self.labels:
             return x, labels

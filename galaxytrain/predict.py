@@ -3,7 +3,10 @@
 Both read the file in order, in contiguous slices, and normalize with the
 mean and std of the *training* file (from the run's config.json), so that a
 test file built separately is fed exactly as the training images were.
-Test-time augmentation averages the model over dihedral views of each batch.
+Test-time augmentation averages the model over dihedral views of each batch,
+and beyond 8 views over dihedral views of the images turned by fractions of a
+right angle too. A model trained on views smaller than the stored images (fit's
+``--input-size``) sees the same centre view here that its validation saw.
 """
 
 from __future__ import annotations
@@ -29,6 +32,19 @@ TTA_VIEWS: dict[int, tuple[tuple[int, bool], ...]] = {
     8: tuple((k, m) for m in (False, True) for k in range(4)),
 }
 
+#: --tta values beyond 8: the 8 dihedral views at each of these turns (degrees) of the image.
+TTA_TURNS: dict[int, tuple[float, ...]] = {
+    16: (0.0, 45.0),
+    24: (0.0, 30.0, 60.0),
+    32: (0.0, 22.5, 45.0, 67.5),
+}
+TTA_CHOICES = tuple(TTA_VIEWS) + tuple(TTA_TURNS)
+
+
+def _check_tta(tta: int) -> None:
+    if tta not in TTA_CHOICES:
+        raise InputError("--tta", f"must be one of {', '.join(map(str, TTA_CHOICES))}, got {tta}")
+
 
 @dataclass
 class TrainedRun:
@@ -47,14 +63,18 @@ class TrainedRun:
             return np.asarray(data["mean"], dtype=np.float64), np.asarray(data["std"], dtype=np.float64)
         return None
 
+    @property
+    def source_size(self) -> int | None:
+        """The stored image size the model was trained from (its input may be a view of it)."""
+        size = self.record.get("data", {}).get("image_size")
+        return None if size is None else int(size)
+
 
 def load_run(run: str | Path, which: str = "best") -> TrainedRun:
-    """Load ``<run>/best.keras`` (or ``last``), or a .keras file given directly."""
-    from .fit import load_keras_model
-
+    """Load ``<run>/best.keras`` (or ``last``), or a .keras file given directly, ready to predict."""
     run = Path(run)
     if run.is_file() and run.suffix == ".keras":
-        return TrainedRun(load_keras_model(run, compile=False), run, run.parent, _read_record(run.parent))
+        return TrainedRun(_load_for_prediction(run), run, run.parent, _read_record(run.parent))
     if not run.exists():
         raise InputError(run, "no such run directory")
     if not run.is_dir():
@@ -62,7 +82,20 @@ def load_run(run: str | Path, which: str = "best") -> TrainedRun:
     model_path = run / f"{which}.keras"
     if not model_path.exists():
         raise InputError(run, f"not a trained run directory (no {model_path.name}); train one with `galaxytrain fit`")
-    return TrainedRun(load_keras_model(model_path, compile=False), model_path, run, _read_record(run))
+    return TrainedRun(_load_for_prediction(model_path), model_path, run, _read_record(run))
+
+
+def _load_for_prediction(path: Path):
+    """The model with its tree normalisation on: a checkpoint of a warm-up epoch was saved with it off."""
+    from .fit import load_keras_model
+    from .tree_head import set_normalize
+
+    model = load_keras_model(path, compile=False)
+    try:
+        set_normalize(model, True)
+    except ValueError:  # no tree head: nothing to switch
+        pass
+    return model
 
 
 def _read_record(run: Path) -> dict:
@@ -76,6 +109,8 @@ def dihedral_views(x: np.ndarray, tta: int) -> np.ndarray:
     """(B, S, S, C) -> (tta * B, S, S, C): the batch under each view of TTA_VIEWS[tta], view-major."""
     if tta not in TTA_VIEWS:
         raise InputError("--tta", f"must be one of {', '.join(map(str, TTA_VIEWS))}, got {tta}")
+    if tta == 1:
+        return x
     views = []
     for quarter_turns, mirrored in TTA_VIEWS[tta]:
         v = np.flip(x, axis=2) if mirrored else x
@@ -85,25 +120,34 @@ def dihedral_views(x: np.ndarray, tta: int) -> np.ndarray:
 
 def predict_arrays(model, data_path: str | Path, tta: int = 1, batch_size: int = 64, *,
                    normalization: tuple[np.ndarray, np.ndarray] | None = None,
+                   source_size: int | None = None,
                    progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """GalaxyIDs (file order) and the model's (N, 37) predictions averaged over `tta` views.
 
     `normalization` is the training file's (mean, std); without it the data
-    file's own statistics are used.
+    file's own statistics are used. A model whose input is smaller than the
+    file's images takes their centre view, but only when `source_size` (the
+    stored size it was trained from) says that is how it was trained.
     """
+    from .augment import centre_view, rotated_views
+
     data_path = Path(data_path)
-    if tta not in TTA_VIEWS:
-        raise InputError("--tta", f"must be one of {', '.join(map(str, TTA_VIEWS))}, got {tta}")
+    _check_tta(tta)
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
     info = read_info(data_path)
     expected = tuple(model.input_shape[1:])
-    if expected[:2] != (info.size, info.size) or expected[2] != 3:
+    size = int(expected[0])
+    is_view = source_size == info.size and size < info.size
+    if expected[2] != 3 or expected[0] != expected[1] or (size != info.size and not is_view):
+        wanted = source_size if source_size is not None else size
         raise InputError(data_path, f"images are {info.size}x{info.size}x3 but the model takes "
-                                    f"{'x'.join(str(v) for v in expected)}; rebuild the file with --size {expected[0]}")
+                                    f"{'x'.join(str(v) for v in expected)}; rebuild the file with --size {wanted}")
     mean, std = normalization if normalization is not None else (info.mean, info.std)
     mean32 = np.asarray(mean, dtype=np.float32)
     inv_std32 = (1.0 / np.asarray(std, dtype=np.float64)).astype(np.float32)
+    turns = TTA_TURNS.get(tta, (0.0,))
+    dihedral = min(tta, 8)
     with open_galaxy_file(data_path) as f:
         images = f["images"]
         ids = np.asarray(f["ids"][:], dtype=np.int64)
@@ -112,12 +156,17 @@ def predict_arrays(model, data_path: str | Path, tta: int = 1, batch_size: int =
         # Every call gets a full batch (the last one padded with stale rows, whose outputs
         # are dropped), so that the predict function is traced once.
         rows = min(batch_size, max(n, 1))
-        buf = np.zeros((rows, info.size, info.size, 3), dtype=np.float32)
+        buf = np.zeros((rows, size, size, 3), dtype=np.float32)
         for lo in range(0, n, batch_size):
             hi = min(lo + batch_size, n)
             k = hi - lo
-            normalize_batch(images[lo:hi], mean32, inv_std32, buf[:k])
-            x = buf if tta == 1 else dihedral_views(buf, tta)
+            raw = images[lo:hi]
+            views = []
+            for turn in turns:
+                pixels = centre_view(raw, size) if turn == 0 else rotated_views(raw, size, turn)
+                normalize_batch(pixels, mean32, inv_std32, buf[:k])
+                views.append(dihedral_views(buf, dihedral))
+            x = views[0] if len(views) == 1 else np.concatenate(views, axis=0)
             p = np.asarray(model.predict_on_batch(x), dtype=np.float32)
             preds[lo:hi] = p.reshape(tta, rows, -1)[:, :k].mean(axis=0)
             if progress is not None:
@@ -145,7 +194,8 @@ def predict_submission(run: str | Path, data: str | Path, out: str | Path, tta: 
                        batch_size: int = 64, log: Callable[[str], None] = print) -> Path:
     """The whole of ``galaxytrain predict``."""
     trained = load_run(run)
-    ids, preds = predict_arrays(trained.model, data, tta, batch_size, normalization=trained.normalization)
+    ids, preds = predict_arrays(trained.model, data, tta, batch_size, normalization=trained.normalization,
+                                source_size=trained.source_size)
     path = write_submission(out, ids, preds)
     log(f"wrote {path} ({len(ids)} galaxies, {trained.model_path}, tta {tta})")
     return path
@@ -161,7 +211,8 @@ def score_run(run: str | Path, data: str | Path, report_path: str | Path, plots_
     if not read_info(data).has_labels:
         raise InputError(data, "has no labels (a test set?); score needs a labelled file; use `galaxytrain predict` for a submission")
     trained = load_run(run)
-    ids, preds = predict_arrays(trained.model, data, tta, batch_size, normalization=trained.normalization)
+    ids, preds = predict_arrays(trained.model, data, tta, batch_size, normalization=trained.normalization,
+                                source_size=trained.source_size)
     with open_galaxy_file(data) as f:
         y_true = np.asarray(f["labels"][:], dtype=np.float64)
     if plots_dir is None:

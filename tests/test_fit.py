@@ -196,3 +196,69 @@ def test_gpu_options_on_a_machine_without_gpu_log_and_carry_on():
     assert setup.n_gpus == 0 and setup.memory_limit_mib is None
     assert any("no GPU" in line for line in lines)
     assert peak_gpu_memory() is None
+
+
+def test_rotated_views_tree_warmup_and_cosine_schedule_agree_with_predict(make_galaxy_file, tmp_path):
+    from galaxytrain.fit import scheduled_learning_rate
+    from galaxytrain.predict import load_run
+    from galaxytrain.tree_head import _tree_heads
+
+    data = make_galaxy_file(n=80, size=27, seed=4)
+    out = tmp_path / "run"
+    options = dict(head="tree", loss="mse", augment="rotate", input_size=22, max_shift=2.0, max_zoom=1.2,
+                   tree_warmup_epochs=1, lr_schedule="cosine", learning_rate=0.004, weight_decay=1e-4)
+    fit(_config(data, out, epochs=1, **options), log=lambda s: None)
+    # Epoch 1 was the warm-up: its checkpoint has the tree normalisation off; predict switches it on.
+    raw = load_keras_model(out / "last.keras", compile=False)
+    assert [head.normalize for head in _tree_heads(raw)] == [False]
+    assert [head.normalize for head in _tree_heads(load_run(out, "last").model)] == [True]
+
+    logged = []
+    result = fit(_config(data, out, epochs=3, **options), log=logged.append)  # resumed
+    assert result.initial_epoch == 1 and result.epochs_done == 3
+    assert any("seen as 22x22 views" in line for line in logged)
+    record = json.loads((out / "config.json").read_text())
+    assert record["model"]["input_shape"] == [22, 22, 3] and record["config"]["input_size"] == 22
+    assert record["config"]["augment"] == "rotate" and record["data"]["image_size"] == 27
+    assert type(load_keras_model(out / "last.keras").optimizer).__name__ == "AdamW"
+    # The first normalised epoch is best whatever the warm-up's loss was.
+    assert result.best_epoch >= 2
+
+    # The learning rate of each epoch's last batch: epoch 1 from a one-epoch cosine, then the three-epoch one.
+    labels, ids = _labels_ids(data)
+    train_rows, val_rows = split_rows(ids, 0.1, 0)
+    steps = int(np.ceil(len(train_rows) / 16))
+    history = read_history_csv(out / "history.csv")
+    expected = [0.004 * 0.5 * (1 + np.cos(np.pi * (steps - 1) / steps))]
+    expected += [0.004 * 0.5 * (1 + np.cos(np.pi * (e * steps - 1) / (3 * steps))) for e in (2, 3)]
+    np.testing.assert_allclose([row["learning_rate"] for row in history], expected, rtol=1e-5)
+    assert scheduled_learning_rate("cosine", 0.004, 1.0) == pytest.approx(0.0, abs=1e-12)
+
+    # What validation measured is what score and predict compute: the same centre view.
+    for which, epoch in (("last", 3), ("best", result.best_epoch)):
+        trained = load_run(out, which)
+        _, preds = predict_arrays(trained.model, data, tta=1, batch_size=32, normalization=trained.normalization,
+                                  source_size=trained.source_size)
+        row = next(r for r in history if r["epoch"] == epoch)
+        assert row["val_rmse"] == pytest.approx(rmse(labels[val_rows], preds[val_rows]), abs=2e-5)
+    with pytest.raises(InputError, match="but the model takes 22x22x3"):
+        predict_arrays(trained.model, data, tta=1)  # without the run's word, a smaller input is refused
+
+
+def test_learning_rate_schedules_and_new_option_checks(tiny, tmp_path):
+    from galaxytrain.fit import scheduled_learning_rate
+
+    assert scheduled_learning_rate("constant", 0.01, 0.7) == 0.01
+    assert scheduled_learning_rate("cosine", 0.01, 0.0) == pytest.approx(0.01)
+    assert scheduled_learning_rate("cosine", 0.01, 0.5) == pytest.approx(0.005)
+    assert [scheduled_learning_rate("step", 1.0, p) for p in (0.0, 0.49, 0.5, 0.74, 0.75, 1.0)] == pytest.approx(
+        [1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+    with pytest.raises(ValueError, match="schedule"):
+        scheduled_learning_rate("linear", 0.01, 0.1)
+    for kw, option in [(dict(tree_warmup_epochs=2), "--head tree"), (dict(input_size=4), "--input-size"),
+                       (dict(max_zoom=0.5), "--max-zoom"), (dict(lr_schedule="linear"), "--lr-schedule"),
+                       (dict(weight_decay=-1.0), "--weight-decay"), (dict(augment="twist"), "--augment")]:
+        with pytest.raises(InputError, match=option):
+            fit(_config(tiny, tmp_path / "x", **kw), log=lambda s: None)
+    with pytest.raises(InputError, match="smaller than --input-size 30"):
+        fit(_config(tiny, tmp_path / "x", input_size=30), log=lambda s: None)

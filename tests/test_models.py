@@ -142,3 +142,25 @@ def test_mixed_precision_keeps_the_output_float32():
             assert model.output.dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+def test_galaxy_cnn_stages_pools_and_heads():
+    model = create_model("galaxy_cnn", (64, 64, 3), head="tree")
+    assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 37)
+    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
+    assert [l.filters for l in convs] == [32, 64, 128, 128, 256]
+    assert all(l.padding == "same" and not l.use_bias for l in convs)
+    assert sum(isinstance(l, keras.layers.BatchNormalization) for l in model.layers) == len(convs)
+    # Four 2x2 pools: 64 -> 4, flattened with its place in the image kept.
+    assert model.get_layer("flatten").output.shape[-1] == 4 * 4 * 256
+    assert model.layers[-1].__class__.__name__ == "GalaxyTreeHead"
+    # Positive values into the tree layer: its ReLU never cuts a gradient.
+    assert model.get_layer("predictions_logits").activation.__name__ == "softplus"
+    gap = create_model("galaxy_cnn", (48, 48, 3), pool="gap", widths=(8, 16), convs=(1, 1))
+    assert gap.get_layer("gap").output.shape[-1] == 16
+    out = np.asarray(gap(np.zeros((2, 48, 48, 3), np.float32)))
+    assert out.shape == (2, 37) and np.all((out >= 0) & (out <= 1))
+    with pytest.raises(InputShapeError, match="at least 16x16"):
+        create_model("galaxy_cnn", (12, 12, 3))
+    with pytest.raises(ValueError, match="pool"):
+        create_model("galaxy_cnn", (64, 64, 3), pool="max")

@@ -181,3 +181,75 @@ def test_score_and_predict_refuse_bad_inputs(make_galaxy_file, run_dir, tmp_path
     with pytest.raises(InputError, match="--tta"):
         predict_submission(run_dir, unlabeled, tmp_path / "s.csv", tta=3, log=lambda s: None)
     assert not (tmp_path / "s.csv").exists()
+
+
+def _turned_reference(model, images_u8, mean, std, turns, size):
+    """Numpy: the centre (or turned) view of each stored image, then the 8 dihedral views, averaged."""
+    from test_augment import rotate_zoom_reference
+
+    outs = []
+    for turn in turns:
+        views = np.stack([rotate_zoom_reference(im, turn, 1.0, 0.0, 0.0, False, size) for im in images_u8])
+        outs.append(_reference(model, views, mean, std, TTA_VIEWS[8]))
+    return np.mean(outs, axis=0)
+
+
+@pytest.mark.parametrize("tta", [16, 24, 32])
+def test_rotated_test_time_views_match_numpy_reference(make_galaxy_file, tta):
+    from galaxytrain.predict import TTA_TURNS
+
+    path = make_galaxy_file(n=11, size=SIZE, labels=False)
+    images, _, _ = _read(path)
+    info = read_info(path)
+    model = _pixel_model()
+    _, preds = predict_arrays(model, path, tta=tta, batch_size=4)
+    assert len(TTA_TURNS[tta]) * 8 == tta
+    expected = _turned_reference(model, images, info.mean, info.std, TTA_TURNS[tta], SIZE)
+    # The kernel and the reference may round a pixel differently now and then: far below a view's effect.
+    np.testing.assert_allclose(preds, expected, atol=2e-4)
+    _, eight = predict_arrays(model, path, tta=8, batch_size=4)
+    assert np.abs(preds - eight).max() > 1e-2
+
+
+@pytest.mark.parametrize("stored", [SIZE + 6, SIZE + 5])
+def test_a_model_trained_on_views_predicts_from_the_centre_view(make_galaxy_file, stored):
+    path = make_galaxy_file(n=9, size=stored, labels=False)
+    images, _, _ = _read(path)
+    info = read_info(path)
+    model = _pixel_model()  # takes SIZE x SIZE
+    for tta in (1, 8, 16):
+        _, preds = predict_arrays(model, path, tta=tta, batch_size=4, source_size=stored)
+        turns = (0.0,) if tta <= 8 else (0.0, 45.0)
+        if tta == 1:
+            from test_augment import rotate_zoom_reference
+
+            centre = np.stack([rotate_zoom_reference(im, 0.0, 1.0, 0.0, 0.0, False, SIZE) for im in images])
+            if stored % 2 == SIZE % 2:  # a whole-pixel margin: the plain middle of the image
+                m = (stored - SIZE) // 2
+                np.testing.assert_array_equal(centre, images[:, m:m + SIZE, m:m + SIZE])
+            expected = _reference(model, centre, info.mean, info.std, TTA_VIEWS[1])
+        else:
+            expected = _turned_reference(model, images, info.mean, info.std, turns, SIZE)
+        np.testing.assert_allclose(preds, expected, atol=2e-4)
+    # Trained from another stored size (or nobody says): the file does not fit the model.
+    for source in (None, stored + 1):
+        with pytest.raises(InputError, match=f"but the model takes {SIZE}x{SIZE}x3"):
+            predict_arrays(model, path, source_size=source)
+
+
+def test_load_run_switches_the_tree_normalisation_on(tmp_path):
+    from galaxyprep.tree import normalize_tree
+    from galaxytrain.models import create_model
+    from galaxytrain.predict import load_run
+    from galaxytrain.tree_head import set_normalize
+
+    model = create_model("vgg6", (SIZE, SIZE, 3), head="tree")
+    set_normalize(model, False)  # as a checkpoint of a warm-up epoch was saved
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "best.keras")
+    x = np.random.default_rng(0).normal(size=(16, SIZE, SIZE, 3)).astype(np.float32)
+    raw = np.asarray(keras.models.load_model(run / "best.keras")(x))
+    loaded = np.asarray(load_run(run).model(x))
+    assert np.abs(loaded - raw).max() > 1e-3  # the switch made a difference
+    np.testing.assert_allclose(loaded, normalize_tree(raw), atol=1e-5)

@@ -8,9 +8,14 @@ N_OUTPUTS = 37
 HEADS = ("sigmoid", "tree")
 
 
-def output_head(x, head: str, name: str = "predictions"):
+def output_head(x, head: str, name: str = "predictions", softplus_logits: bool = False):
     """Dense(37) then sigmoid, or linear Dense(37) then the decision-tree normalisation.
 
+    ``softplus_logits`` (tree head): the 37 values entering the tree layer
+    pass through softplus, so they stay positive and the layer's ReLU never
+    cuts a gradient. With plain logits an answer (or a whole question) whose
+    value goes negative gets no gradient and can stay dead for many epochs,
+    and the unnormalised warm-up path (ReLU alone) can die entirely.
     Kept in float32 so that a mixed_float16 network still produces float32
     outputs for the loss (the Keras mixed-precision rule for the last layer).
     """
@@ -19,6 +24,7 @@ def output_head(x, head: str, name: str = "predictions"):
     if head == "tree":
         from ..tree_head import GalaxyTreeHead
 
-        z = keras.layers.Dense(N_OUTPUTS, dtype="float32", name=f"{name}_logits")(x)
+        z = keras.layers.Dense(N_OUTPUTS, activation="softplus" if softplus_logits else None, dtype="float32",
+                               name=f"{name}_logits")(x)
         return GalaxyTreeHead(dtype="float32", name=name)(z)
     raise ValueError(f"unknown head {head!r}; available: {', '.join(HEADS)}")
