@@ -182,7 +182,7 @@ def build(config: BuildConfig, progress: Callable[[int, int], None] | None = Non
             "decode_plan": summary.plan,
             "decoder": _decoder_name(),
             "galaxyprep_version": __version__,
-            "skipped": [{"file": p.file, "problem": p.problem} for p in skipped],
+            "skipped": [asdict(p) for p in skipped],
             "images_without_labels": summary.images_without_labels,
             "labels_without_images": summary.labels_without_images,
         })
