@@ -1,10 +1,10 @@
 """`galaxyprep build`: JPEGs + labels -> one chunked HDF5 file.
 
-A thread pool decodes (simplejpeg, GIL released) and runs the numba
-crop/resample/statistics kernel (nogil) on each few images while they are
-still in the core's cache, two batches ahead of the HDF5 writes in the main
-thread. Three batch buffers turn in rotation: memory stays flat whatever the
-number of images, and the cores stay busy.
+A pool of worker processes (`decode_pool`) decodes (simplejpeg) and runs the
+numba crop/resample/statistics kernel on each few images while they are still
+in the core's cache, two batches ahead of the HDF5 writes in the main
+process. Three shared batch slots turn in rotation: memory stays flat
+whatever the number of images, and the cores stay busy.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import time
 from collections import Counter, deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,15 +22,14 @@ from typing import Callable
 import numpy as np
 
 from . import __version__
-from .decode import DecodeError, DecodePlan, decode_into, make_plan, probe_size
+from .decode import DecodePlan, make_plan, probe_size
+from .decode_pool import DecodePool
 from .errors import InputError
 from .galaxy_file import GalaxyFileWriter
-from .kernels import resample_area_serial
 from .sources import ImageSource, Problem, read_id_list, read_labels
 
 ON_ERROR = ("skip", "fail")
 CHECKPOINT_EVERY = 8  # batches between resume checkpoints (each flushes the file)
-TASK_IMAGES = 8       # images one decode task decodes and resamples: about 1 MB decoded, cache-resident
 COMPRESSION = ("none", "gzip", "lzf")
 
 
@@ -53,6 +51,7 @@ class BuildConfig:
     chunk_images: int | None = None  # images per HDF5 chunk; default about 1 MiB a chunk
     batch_size: int = 256            # images per decode/resample batch
     dct_scaling: bool = True         # decode at a reduced scale in the DCT domain where possible
+    processes: bool | None = None    # decode in forked processes (default where fork is native) or threads
 
     def validate(self) -> None:
         if self.on_error not in ON_ERROR:
@@ -210,7 +209,7 @@ def _plan_from_sample(source: ImageSource, ids: np.ndarray, config: BuildConfig)
 def _build_key(config: BuildConfig, ids: np.ndarray) -> str:
     """What must match for --resume to continue a partial file."""
     params = config.params()
-    for volatile in ("workers", "resume", "batch_size", "on_error"):
+    for volatile in ("workers", "resume", "batch_size", "on_error", "processes"):
         params.pop(volatile)
     digest = hashlib.sha256(ids.tobytes()).hexdigest()[:16]
     return json.dumps({"params": params, "ids": digest, "version": __version__}, sort_keys=True)
@@ -220,48 +219,34 @@ def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodeP
                  writer: GalaxyFileWriter, labels, bad: list[Problem], say, progress) -> None:
     """Decode and resample on the pool, two batches ahead of the HDF5 writes.
 
-    Each task decodes a few images into its thread's small buffer and
-    resamples them at once, while they are still in that core's cache; the
-    main thread only writes. Images that fail to decode are appended to `bad`
-    (or stop the build with --on-error fail). Every CHECKPOINT_EVERY batches
-    the writer records how many ids were consumed, for --resume.
+    The main process only writes. Images that fail to decode are appended to
+    `bad` (or stop the build with --on-error fail). Every CHECKPOINT_EVERY
+    batches the writer records how many ids were consumed, for --resume.
     """
     workers = config.workers or os.cpu_count() or 1
     bsz = config.batch_size
     size = plan.size
-    outs = [np.empty((bsz, size, size * 3), np.uint8) for _ in range(3)]
-    sums = [np.empty((bsz, 6), np.float64) for _ in range(3)]
-    local = threading.local()
     batches = [ids[i: i + bsz] for i in range(start, len(ids), bsz)]
     in_flight: deque[list[Future]] = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-
-        def submit(k: int) -> None:
-            batch, out, sm = batches[k], outs[k % 3], sums[k % 3]
-            in_flight.append([pool.submit(_decode_resample, source, batch, lo, min(lo + TASK_IMAGES, len(batch)),
-                                          plan, out, sm, local)
-                              for lo in range(0, len(batch), TASK_IMAGES)])
-
+    # Three slots turn in rotation: two batches decoding while the third is written.
+    with DecodePool(source, plan, bsz, 3, workers, processes=config.processes) as pool:
         for k in range(min(2, len(batches))):
-            submit(k)
+            in_flight.append(pool.submit(k % 3, batches[k]))
         if progress:
             progress(start, len(ids))
         for k, batch in enumerate(batches):
             errors = [e for f in in_flight.popleft() for e in f.result()]
             if k + 2 < len(batches):
-                submit(k + 2)  # into the buffers of batch k - 1, already written
+                in_flight.append(pool.submit((k + 2) % 3, batches[k + 2]))  # the slot of batch k - 1, written
             ok = np.ones(len(batch), dtype=bool)
             for i, message in errors:
                 ok[i] = False
                 problem = Problem(source.describe(source.ids[int(batch[i])]), message)
                 say(str(problem))
                 if config.on_error == "fail":
-                    for futures in in_flight:
-                        for f in futures:
-                            f.cancel()
                     raise InputError(problem.file, problem.problem + " (--on-error fail: nothing written)")
                 bad.append(problem)
-            out, sm = outs[k % 3][: len(batch)], sums[k % 3][: len(batch)]
+            out, sm = pool.images[k % 3, : len(batch)], pool.sums[k % 3, : len(batch)]
             if not ok.all():
                 out, sm = out[ok], sm[ok]
             kept = batch[ok]
@@ -269,39 +254,12 @@ def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodeP
             if labels is not None:
                 y = np.stack([labels.values[int(g)] for g in kept]) if len(kept) else np.empty((0, 37), np.float32)
             writer.append(out.reshape(len(kept), size, size, 3), kept, y, sm)
+            del out, sm
             consumed = min(start + (k + 1) * bsz, len(ids))
             if (k + 1) % CHECKPOINT_EVERY == 0:
                 writer.checkpoint({"ids_done": consumed, "bad": [asdict(p) for p in bad]})
             if progress:
                 progress(consumed, len(ids))
-
-
-def _decode_resample(source: ImageSource, batch: np.ndarray, lo: int, hi: int, plan: DecodePlan,
-                     out: np.ndarray, sums: np.ndarray, local: threading.local) -> list[tuple[int, str]]:
-    """Decode batch[lo:hi] into this thread's buffer and resample into out[lo:hi]; return the failures."""
-    buf = getattr(local, "buf", None)
-    if buf is None:
-        buf = local.buf = np.empty((TASK_IMAGES, plan.scaled_height, plan.scaled_width * 3), np.uint8)
-    errors = []
-    good = []
-    for i in range(lo, hi):
-        try:
-            decode_into(source.read(int(batch[i])), plan, buf[i - lo].reshape(plan.scaled_height, plan.scaled_width, 3))
-            good.append(i)
-        except DecodeError as exc:
-            errors.append((i, str(exc)))
-        except OSError as exc:
-            errors.append((i, f"cannot read ({exc.strerror or exc})"))
-    rp = plan.resample
-    if len(good) == hi - lo:
-        resample_area_serial(buf[: hi - lo], rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs, out[lo:hi], sums[lo:hi])
-    elif good:  # rare: resample the good ones, then put them in their rows
-        rows = np.array(good)
-        tmp_out = np.empty((len(good),) + out.shape[1:], np.uint8)
-        tmp_sums = np.empty((len(good), 6))
-        resample_area_serial(buf[rows - lo], rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs, tmp_out, tmp_sums)
-        out[rows], sums[rows] = tmp_out, tmp_sums
-    return errors
 
 
 def _decoder_name() -> str:

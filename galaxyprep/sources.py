@@ -11,6 +11,7 @@ import io
 import os
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -84,6 +85,10 @@ class ImageSource:
         """A path the user can find: the file, or archive:member."""
         return str(self.path / name) if self.kind == "folder" else f"{self.path}:{name}"
 
+    def forget_handles(self) -> None:
+        """Open fresh zip handles from now on: a forked child must not share its parent's file position."""
+        self._local = threading.local()
+
     def read(self, gid: int) -> bytes:
         """The raw bytes of one image; safe to call from several threads."""
         name = self.ids[gid]
@@ -93,7 +98,10 @@ class ImageSource:
         zf = getattr(self._local, "zf", None)
         if zf is None:
             zf = self._local.zf = zipfile.ZipFile(self.path)
-        return zf.read(name)
+        try:
+            return zf.read(name)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged member: that image only
+            raise OSError(f"damaged archive member: {exc}") from None
 
 
 def _walk_folder(root: Path) -> list[str]:

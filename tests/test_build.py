@@ -275,6 +275,51 @@ def test_decode_failure_with_on_error_fail_removes_partial(good, tmp_path):
     assert not out.exists() and not out.with_name("x.h5.partial").exists()
 
 
+@pytest.mark.parametrize("kind", ["folder", "zip"])
+def test_worker_processes_and_threads_build_identical_files(bad_input, tmp_path, kind):
+    """Forked workers write the same file as threads, bad images included, from a folder or a zip.
+
+    The zip case catches a worker reading through a handle inherited from the
+    parent (which opened the archive to plan the build): shared file
+    positions give corrupt reads.
+    """
+    images = bad_input["folder"]
+    if kind == "zip":
+        images = tmp_path / "images.zip"
+        with zipfile.ZipFile(images, "w") as zf:
+            for p in sorted(bad_input["folder"].iterdir()):
+                zf.write(p, f"images_training_rev1/{p.name}")
+    files = {}
+    for processes in (True, False):
+        out = tmp_path / f"{kind}_{processes}.h5"
+        summary = build(BuildConfig(images=images, labels=bad_input["labels"], out=out, size=32, batch_size=3,
+                                    workers=2, processes=processes))
+        assert len(summary.skipped) >= len(bad_input["expected"])
+        files[processes] = out
+    with h5py.File(files[True]) as fa, h5py.File(files[False]) as fb:
+        assert len(fa["ids"]) == N_GOOD - 2
+        for name in ("images", "ids", "labels"):
+            assert np.array_equal(fa[name][:], fb[name][:]), name
+        assert fa.attrs["skipped"] == fb.attrs["skipped"]
+        np.testing.assert_array_equal(fa.attrs["mean"], fb.attrs["mean"])
+
+
+def test_damaged_zip_member_is_skipped_with_one_line(good, tmp_path):
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for gid, data in good["jpegs"].items():
+            zf.writestr(f"{gid}.jpg", data)
+    victim = good["ids"][3]
+    raw = bytearray(archive.read_bytes())
+    at = raw.find(good["jpegs"][victim][2000:2100])
+    raw[at: at + 50] = bytes(50)  # the CRC no longer matches
+    archive.write_bytes(bytes(raw))
+    summary = build(BuildConfig(images=archive, out=tmp_path / "z.h5", size=32))
+    assert summary.n_written == N_GOOD - 1
+    assert [p.file for p in summary.skipped] == [f"{archive}:{victim}.jpg"]
+    assert "damaged archive member" in summary.skipped[0].problem
+
+
 @pytest.mark.parametrize("args,words", [
     (["--images", "/no/such/dir"], "no such folder or zip archive"),
     (["--images", "{bad_zip}"], "neither a folder of JPEGs nor a zip archive"),
