@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Callable, List, Literal, Optional
 
 import typer
 
@@ -73,7 +73,9 @@ def fit(
         None, "--gpu-memory-limit", help="Cap GPU memory, e.g. 12GiB (imitates a smaller card; turns memory growth off)."),
     memory_growth: bool = typer.Option(True, "--memory-growth/--no-memory-growth",
                                        help="Allocate GPU memory as needed rather than all at once."),
-    mixed_precision: bool = typer.Option(False, "--mixed-precision", help="mixed_float16 compute (GPU)."),
+    mixed_precision: Optional[bool] = typer.Option(
+        None, "--mixed-precision/--no-mixed-precision",
+        help="float16 compute on a GPU, bfloat16 on a CPU (fast only with AMX or AVX512-BF16). Default: off."),
     head: Optional[Literal["sigmoid", "tree"]] = typer.Option(
         None, "--head", help="37 sigmoids, or outputs normalised along the decision tree. Default: sigmoid."),
     loss: Optional[Literal["bce", "mse"]] = typer.Option(
@@ -108,7 +110,8 @@ def fit(
 
 @app.command()
 def score(
-    run: Path = typer.Option(..., "--run", help="Run directory (or a .keras file)."),
+    run: List[Path] = typer.Option(..., "--run", help="Run directory (or a .keras file); repeat it to score "
+                                                     "the average of several (an ensemble)."),
     data: Path = typer.Option(..., "--data", help="Labelled galaxyprep file to score on."),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON report to write [default: <run>/report.json]."),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for ROC plots [default: beside the report]."),
@@ -121,7 +124,8 @@ def score(
     def action() -> None:
         from .predict import score_run
 
-        target = report if report is not None else (run if run.is_dir() else run.parent) / "report.json"
+        first = run[0]
+        target = report if report is not None else (first if first.is_dir() else first.parent) / "report.json"
         score_run(run, data, target, plots_dir=plots, tta=int(tta), batch_size=batch_size, log=_echo)
 
     _run(action)
@@ -129,7 +133,8 @@ def score(
 
 @app.command()
 def predict(
-    run: Path = typer.Option(..., "--run", help="Run directory (or a .keras file)."),
+    run: List[Path] = typer.Option(..., "--run", help="Run directory (or a .keras file); repeat it to average "
+                                                     "several (an ensemble)."),
     data: Path = typer.Option(..., "--data", help="galaxyprep file of the images to predict (labels not needed)."),
     out: Path = typer.Option(..., "--out", help="Submission CSV to write."),
     tta: int = typer.Option(1, "--tta", help="Average over this many views: 1, 2, 4, 8 dihedral; 16, 24, 32: "
@@ -157,10 +162,16 @@ def list_recipes() -> None:
             _echo(f"{recipe.name}: {recipe.summary}")
             _echo("  data: galaxyprep build ... --crop {} --size {}; score/predict --tta {}".format(
                 recipe.crop, recipe.size, recipe.tta))
-            _echo("  fit: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in recipe.options.items()
-                                      if v is not None))
+            _echo("  fit: " + " ".join(_flag(k, v) for k, v in recipe.options.items() if v is not None))
 
     _run(action)
+
+
+def _flag(name: str, value) -> str:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return f"{flag} {value}"
 
 
 @app.command("models")

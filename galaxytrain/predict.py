@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -190,29 +190,57 @@ def write_submission(path: str | Path, ids: np.ndarray, preds: np.ndarray) -> Pa
     return path
 
 
-def predict_submission(run: str | Path, data: str | Path, out: str | Path, tta: int = 1,
+def _as_runs(run: str | Path | Sequence[str | Path]) -> list[Path]:
+    runs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
+    if not runs:
+        raise InputError("--run", "give at least one run directory")
+    return runs
+
+
+def predict_runs(runs: Sequence[str | Path], data: str | Path, tta: int = 1, batch_size: int = 64,
+                 ) -> tuple[np.ndarray, np.ndarray, list[TrainedRun]]:
+    """GalaxyIDs and the average prediction of one or more trained runs (an ensemble), each over `tta` views.
+
+    Models are loaded and applied one at a time, so an ensemble needs the
+    memory of one model.
+    """
+    total = None
+    trained_runs = []
+    for run in runs:
+        trained = load_run(run)
+        ids, preds = predict_arrays(trained.model, data, tta, batch_size, normalization=trained.normalization,
+                                    source_size=trained.source_size)
+        total = preds.astype(np.float64) if total is None else total + preds
+        trained.model = None  # free it before the next one
+        trained_runs.append(trained)
+    return ids, (total / len(trained_runs)).astype(np.float32), trained_runs
+
+
+def predict_submission(run: str | Path | Sequence[str | Path], data: str | Path, out: str | Path, tta: int = 1,
                        batch_size: int = 64, log: Callable[[str], None] = print) -> Path:
-    """The whole of ``galaxytrain predict``."""
-    trained = load_run(run)
-    ids, preds = predict_arrays(trained.model, data, tta, batch_size, normalization=trained.normalization,
-                                source_size=trained.source_size)
+    """The whole of ``galaxytrain predict``; several runs are averaged."""
+    ids, preds, trained = predict_runs(_as_runs(run), data, tta, batch_size)
     path = write_submission(out, ids, preds)
-    log(f"wrote {path} ({len(ids)} galaxies, {trained.model_path}, tta {tta})")
+    log(f"wrote {path} ({len(ids)} galaxies, {', '.join(str(t.model_path) for t in trained)}, tta {tta})")
     return path
 
 
-def score_run(run: str | Path, data: str | Path, report_path: str | Path, plots_dir: str | Path | None = None,
-              tta: int = 1, batch_size: int = 64, log: Callable[[str], None] = print) -> dict:
-    """The whole of ``galaxytrain score``: predict a labelled file, report, write JSON (with `rmse`)."""
+def score_run(run: str | Path | Sequence[str | Path], data: str | Path, report_path: str | Path,
+              plots_dir: str | Path | None = None, tta: int = 1, batch_size: int = 64,
+              log: Callable[[str], None] = print) -> dict:
+    """The whole of ``galaxytrain score``: predict a labelled file, report, write JSON (with `rmse`).
+
+    Several runs are scored as one ensemble: the average of their predictions.
+    """
     from .report import build_report, format_report, write_report
 
     data = Path(data)
     report_path = Path(report_path)
+    runs = _as_runs(run)
     if not read_info(data).has_labels:
         raise InputError(data, "has no labels (a test set?); score needs a labelled file; use `galaxytrain predict` for a submission")
-    trained = load_run(run)
-    ids, preds = predict_arrays(trained.model, data, tta, batch_size, normalization=trained.normalization,
-                                source_size=trained.source_size)
+    ids, preds, trained_runs = predict_runs(runs, data, tta, batch_size)
+    trained = trained_runs[0]
     with open_galaxy_file(data) as f:
         y_true = np.asarray(f["labels"][:], dtype=np.float64)
     if plots_dir is None:
@@ -221,6 +249,7 @@ def score_run(run: str | Path, data: str | Path, report_path: str | Path, plots_
     meta = {
         "run": str(trained.run_path),
         "model_file": str(trained.model_path),
+        "ensemble": [str(t.model_path) for t in trained_runs] if len(trained_runs) > 1 else None,
         "model": cfg.get("model"),
         "head": cfg.get("head"),
         "trained_on": trained.record.get("data", {}).get("path"),

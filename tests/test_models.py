@@ -164,3 +164,53 @@ def test_galaxy_cnn_stages_pools_and_heads():
         create_model("galaxy_cnn", (12, 12, 3))
     with pytest.raises(ValueError, match="pool"):
         create_model("galaxy_cnn", (64, 64, 3), pool="max")
+    plain = create_model("galaxy_cnn", (32, 32, 3), widths=(8, 16), convs=(1, 2), bn_momentum=None)
+    assert not any(isinstance(l, keras.layers.BatchNormalization) for l in plain.layers)
+    plain_convs = [l for l in plain.layers if isinstance(l, keras.layers.Conv2D)]
+    assert len(plain_convs) == 3 and all(l.use_bias and l.activation.__name__ == "relu" for l in plain_convs)
+
+
+def test_galaxy_parts_are_the_turned_corners_of_the_input():
+    from galaxytrain.models.galaxy_parts import ConcatParts, RotatedCornerParts
+
+    x = np.random.default_rng(0).random((3, 10, 10, 3)).astype(np.float32)
+    parts = np.asarray(RotatedCornerParts(7)(x))  # turns only
+    assert parts.shape == (12, 7, 7, 3)
+    for k in range(4):  # k-major: all galaxies' part k, then part k + 1
+        np.testing.assert_array_equal(parts[3 * k: 3 * (k + 1)], np.rot90(x, k, axes=(1, 2))[:, :7, :7])
+    # Each part has the image centre at its bottom-right corner: the four cover the image.
+    np.testing.assert_array_equal(parts[3:6, 6, 6], np.rot90(x, 1, axes=(1, 2))[:, 6, 6])
+    mirrored = np.asarray(RotatedCornerParts(7, flips=True)(x))
+    assert mirrored.shape == (24, 7, 7, 3)
+    np.testing.assert_array_equal(mirrored[:12], parts)
+    for k in range(4):
+        np.testing.assert_array_equal(mirrored[12 + 3 * k: 12 + 3 * (k + 1)],
+                                      np.rot90(x[:, :, ::-1], k, axes=(1, 2))[:, :7, :7])
+    feats = np.arange(4 * 3 * 2, dtype=np.float32).reshape(12, 2)  # part k of galaxy b: row 3k + b
+    side = np.asarray(ConcatParts()(feats))
+    np.testing.assert_array_equal(side[1], np.concatenate([feats[1], feats[4], feats[7], feats[10]]))
+
+
+def test_galaxy_parts_turning_the_input_by_90_degrees_reorders_the_part_features(tmp_path):
+    from galaxytrain.models.galaxy_parts import ConcatParts
+
+    model = create_model("galaxy_parts", (32, 32, 3), head="tree", widths=(8, 16), convs=(1, 1), dense=16)
+    assert model.output_shape == (None, 37)
+    x = np.random.default_rng(1).random((2, 32, 32, 3)).astype(np.float32)
+    features = keras.Model(model.input, model.get_layer("concat_parts").output)
+    a = np.asarray(features(x)).reshape(2, 8, -1)
+    turned = np.asarray(features(np.rot90(x, 1, axes=(1, 2)).copy())).reshape(2, 8, -1)
+    # Part k of the turned image is part k + 1 of the original; of its mirror image, part k - 1.
+    np.testing.assert_allclose(turned[:, :4], np.roll(a[:, :4], -1, axis=1), atol=1e-5)
+    np.testing.assert_allclose(turned[:, 4:], np.roll(a[:, 4:], 1, axis=1), atol=1e-5)
+    # Mirroring the input swaps the two sets of four.
+    mirrored = np.asarray(features(x[:, :, ::-1].copy())).reshape(2, 8, -1)
+    np.testing.assert_allclose(mirrored, np.concatenate([a[:, 4:], a[:, :4]], axis=1), atol=1e-5)
+    out = np.asarray(model(x))
+    assert out.shape == (2, 37) and np.all((out >= 0) & (out <= 1))
+    assert isinstance(ConcatParts().compute_output_shape((8, 5)), tuple)
+    path = tmp_path / "parts.keras"
+    model.save(path)
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(x)), out, atol=1e-6)
+    with pytest.raises(InputShapeError, match="parts of at least"):
+        create_model("galaxy_parts", (20, 20, 3))

@@ -162,6 +162,30 @@ def test_score_writes_json_with_the_rmse_of_the_predictions(make_galaxy_file, ru
     assert plots.is_dir() and any(plots.glob("*.png"))
 
 
+def test_several_runs_are_averaged_as_an_ensemble(make_galaxy_file, run_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from galaxytrain.cli import app
+
+    other = tmp_path / "other"
+    other.mkdir()
+    _pixel_model(scale=3.0).save(other / "best.keras")
+    (other / "config.json").write_text((run_dir / "config.json").read_text())
+    path = make_galaxy_file(n=20, size=SIZE, labels=True, name="holdout.h5")
+    images, ids, labels = _read(path)
+    mean, std = np.array([100.0, 110.0, 120.0]), np.array([50.0, 60.0, 70.0])
+    expected = (_reference(_pixel_model(), images, mean, std, TTA_VIEWS[2])
+                + _reference(_pixel_model(scale=3.0), images, mean, std, TTA_VIEWS[2])) / 2
+    out = tmp_path / "ens.csv"
+    result = CliRunner().invoke(app, ["predict", "--run", str(run_dir), "--run", str(other), "--data", str(path),
+                                      "--out", str(out), "--tta", "2"])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(pd.read_csv(out)[list(CLASS_NAMES)].to_numpy(), np.clip(expected, 0, 1), atol=2e-5)
+    report = score_run([run_dir, other], path, tmp_path / "r.json", tta=2, log=lambda s: None)
+    assert report["rmse"] == pytest.approx(rmse(labels, np.clip(expected, 0, 1)), rel=1e-5)
+    assert report["meta"]["ensemble"] == [str(run_dir / "best.keras"), str(other / "best.keras")]
+
+
 def test_score_and_predict_refuse_bad_inputs(make_galaxy_file, run_dir, tmp_path):
     unlabeled = make_galaxy_file(n=6, size=SIZE, labels=False, name="test.h5")
     with pytest.raises(InputError, match="no labels"):

@@ -55,6 +55,6 @@ def create_model(name: str, input_shape: tuple[int, int, int], *, head: str = "s
 
 
 # Importing a family registers it.
-from . import galaxy_cnn, vgg6  # noqa: E402,F401
+from . import galaxy_cnn, galaxy_parts, vgg6  # noqa: E402,F401
 
 __all__ = ["InputShapeError", "UnknownModelError", "available_models", "create_model", "output_head", "register_model"]

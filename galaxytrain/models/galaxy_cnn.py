@@ -16,17 +16,31 @@ from . import InputShapeError, register_model
 from ._heads import output_head
 
 
-def _conv_bn_relu(x, filters: int, name: str, momentum: float):
+def _conv_relu(x, filters: int, name: str, momentum: float | None):
+    if momentum is None:
+        return keras.layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
     x = keras.layers.BatchNormalization(momentum=momentum, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
+
+
+def conv_stages(x, widths: tuple[int, ...], convs: tuple[int, ...], bn_momentum: float | None):
+    """Stage s: ``convs[s]`` 3x3 conv-(BN-)ReLU blocks of ``widths[s]`` filters, then a 2x2 max-pool.
+
+    ``bn_momentum`` None: no BatchNorm (convolutions with biases).
+    """
+    for s, (width, n) in enumerate(zip(widths, convs), start=1):
+        for c in range(1, n + 1):
+            x = _conv_relu(x, width, f"conv{s}_{c}", bn_momentum)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{s}")(x)
+    return x
 
 
 @register_model("galaxy_cnn")
 def build_galaxy_cnn(input_shape: tuple[int, int, int], head: str = "sigmoid",
                      widths: tuple[int, ...] = (32, 64, 128, 256), convs: tuple[int, ...] = (1, 1, 2, 1),
                      dense: int = 256, dropout: float = 0.25, pool: str = "flatten",
-                     bn_momentum: float = 0.9) -> keras.Model:
+                     bn_momentum: float | None = 0.9) -> keras.Model:
     """Stage s: ``convs[s]`` convolutions of ``widths[s]`` filters, then a 2x2 max-pool.
 
     ``pool``: "gap" averages the last feature map over the image; "flatten"
@@ -43,11 +57,7 @@ def build_galaxy_cnn(input_shape: tuple[int, int, int], head: str = "sigmoid",
         raise InputShapeError(f"galaxy_cnn with {len(widths)} stages needs images of at least "
                               f"{min_size}x{min_size} pixels, got {input_shape[0]}x{input_shape[1]}")
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    for s, (width, n) in enumerate(zip(widths, convs), start=1):
-        for c in range(1, n + 1):
-            x = _conv_bn_relu(x, width, f"conv{s}_{c}", bn_momentum)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{s}")(x)
+    x = conv_stages(inputs, widths, convs, bn_momentum)
     if pool == "gap":
         x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     else:
