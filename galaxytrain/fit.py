@@ -253,16 +253,14 @@ def load_keras_model(path: Path, compile: bool = True):
         raise InputError(path, "no such model file")
     if not zipfile.is_zipfile(path):
         raise InputError(path, "not a .keras model file (not a zip archive): damaged or not written by Keras 3")
-    custom = {}
-    try:
-        from .tree_head import GalaxyTreeHead
+    # Importing the registry registers every model family's custom layers (and the tree head).
+    from . import models  # noqa: F401
+    from .tree_head import GalaxyTreeHead
 
-        custom["GalaxyTreeHead"] = GalaxyTreeHead
-    except ImportError:
-        pass
+    custom = {"GalaxyTreeHead": GalaxyTreeHead}
     try:
         return keras.models.load_model(path, custom_objects=custom, compile=compile)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(path, f"cannot load the model ({reason})") from None
 

@@ -214,3 +214,18 @@ def test_galaxy_parts_turning_the_input_by_90_degrees_reorders_the_part_features
     np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(x)), out, atol=1e-6)
     with pytest.raises(InputShapeError, match="parts of at least"):
         create_model("galaxy_parts", (20, 20, 3))
+
+
+def test_a_saved_galaxy_parts_model_loads_in_a_fresh_process(tmp_path):
+    """score and predict load models without importing the registry themselves: its custom layers must resolve."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "parts.keras"
+    create_model("galaxy_parts", (32, 32, 3), head="tree", widths=(8, 16), convs=(1, 1), dense=8).save(path)
+    code = (f"from galaxytrain.fit import load_keras_model; m = load_keras_model({str(path)!r}, compile=False); "
+            "print(m.get_layer('parts').n_parts)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "8"
