@@ -30,6 +30,7 @@ from .sources import ImageSource, Problem, read_id_list, read_labels
 
 ON_ERROR = ("skip", "fail")
 CHECKPOINT_EVERY = 8  # batches between resume checkpoints (each flushes the file)
+AHEAD = 3             # batches decoding while one is written (3 measured a little steadier than 2)
 COMPRESSION = ("none", "gzip", "lzf")
 
 
@@ -228,16 +229,17 @@ def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodeP
     size = plan.size
     batches = [ids[i: i + bsz] for i in range(start, len(ids), bsz)]
     in_flight: deque[list[Future]] = deque()
-    # Three slots turn in rotation: two batches decoding while the third is written.
-    with DecodePool(source, plan, bsz, 3, workers, processes=config.processes) as pool:
-        for k in range(min(2, len(batches))):
-            in_flight.append(pool.submit(k % 3, batches[k]))
+    # AHEAD + 1 slots turn in rotation: AHEAD batches decoding while one is written.
+    slots = AHEAD + 1
+    with DecodePool(source, plan, bsz, slots, workers, processes=config.processes) as pool:
+        for k in range(min(AHEAD, len(batches))):
+            in_flight.append(pool.submit(k % slots, batches[k]))
         if progress:
             progress(start, len(ids))
         for k, batch in enumerate(batches):
             errors = [e for f in in_flight.popleft() for e in f.result()]
-            if k + 2 < len(batches):
-                in_flight.append(pool.submit((k + 2) % 3, batches[k + 2]))  # the slot of batch k - 1, written
+            if k + AHEAD < len(batches):  # into the slot of batch k - 1, written
+                in_flight.append(pool.submit((k + AHEAD) % slots, batches[k + AHEAD]))
             ok = np.ones(len(batch), dtype=bool)
             for i, message in errors:
                 ok[i] = False
@@ -246,7 +248,7 @@ def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodeP
                 if config.on_error == "fail":
                     raise InputError(problem.file, problem.problem + " (--on-error fail: nothing written)")
                 bad.append(problem)
-            out, sm = pool.images[k % 3, : len(batch)], pool.sums[k % 3, : len(batch)]
+            out, sm = pool.images[k % slots, : len(batch)], pool.sums[k % slots, : len(batch)]
             if not ok.all():
                 out, sm = out[ok], sm[ok]
             kept = batch[ok]

@@ -21,7 +21,7 @@ def build(
     labels: Optional[Path] = typer.Option(None, "--labels", help="training_solutions_rev1.csv or its zip; omit for a test set."),
     crop: int = typer.Option(200, "--crop", help="Centre crop in original pixels."),
     size: int = typer.Option(96, "--size", help="Output side in pixels (area-averaged from the crop)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decode threads [default: all cores]."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Decode workers: forked processes on Linux, threads elsewhere [default: all cores]."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N galaxies by GalaxyID."),
     ids: Optional[Path] = typer.Option(None, "--ids", help="File of GalaxyIDs (one per line) to build, nothing else."),
     on_error: str = typer.Option("skip", "--on-error", help="skip: leave bad images out and list them; fail: stop, write nothing."),
