@@ -15,6 +15,7 @@ import os
 import time
 from collections import Counter, deque
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -167,7 +168,11 @@ def build(config: BuildConfig, progress: Callable[[int, int], None] | None = Non
         start = int(writer.resume_state.get("ids_done", 0))
         bad = [Problem(**p) for p in writer.resume_state.get("bad", [])]
         summary.resumed_from = writer.n if start else 0
-        _run_batches(source, ids, start, plan, config, writer, labels, bad, say, progress)
+        try:
+            _run_batches(source, ids, start, plan, config, writer, labels, bad, say, progress)
+        except BrokenProcessPool:
+            raise InputError(config.images, "a decode worker process died (killed, out of memory, or a crash "
+                                            "in the JPEG decoder); nothing written, rerun the build") from None
         skipped = problems + bad
         summary.skipped = skipped
         summary.n_written = writer.n

@@ -366,3 +366,22 @@ def test_corrupt_hdf5_gives_one_line(tmp_path, capsys):
     assert stop.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a readable HDF5 file" in err[0]
+
+
+def test_a_dead_decode_worker_is_one_line_and_leaves_no_file(good, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import galaxyprep.decode_pool as decode_pool
+
+    if not decode_pool.processes_available():
+        pytest.skip("decode workers are threads here")
+
+    def die(*args):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(decode_pool, "decode_resample", die)  # the forked workers inherit the patch
+    out = tmp_path / "dead.h5"
+    with pytest.raises(InputError, match="decode worker process died"):
+        build(BuildConfig(images=good["folder"], out=out, size=32, batch_size=4))
+    assert not out.exists() and not out.with_name("dead.h5.partial").exists()
