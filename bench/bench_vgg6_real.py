@@ -11,10 +11,12 @@ Without --recipe: the student project's VGG6 (binary cross-entropy, Adam,
 crop 200 -> 96, 20 epochs, batches of 64). With --recipe NAME: `galaxytrain
 fit --recipe NAME`, on files built with the recipe's crop and size, scored
 with its number of test-time views; --crop, --size, --epochs and --tta
-override them.
+override them. With --seeds A B ...: one run per seed (fit's --seed: its
+validation split, shuffle and initial weights), each scored alone, then
+their average as an ensemble.
 
     python bench/bench_vgg6_real.py [--epochs 20] [--size 96] [--holdout 0.2] [--tta 1]
-    python bench/bench_vgg6_real.py --recipe best
+    python bench/bench_vgg6_real.py --recipe best [--seeds 0 1] [--reuse]
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,10 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="[default: vgg6, or the recipe's]")
     ap.add_argument("--tta", type=int, default=None, help="[default: 1, or the recipe's]")
     ap.add_argument("--name", default=None, help="run name under bench/out/runs [default: recipe or model]")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="train one run per seed (fit --seed) and score each and their average (an ensemble)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep finished runs (fit resumes them, or has nothing to do) instead of --overwrite")
     ap.add_argument("--extra", default="", help="more `galaxytrain fit` options, e.g. '--augment dihedral'")
     args = ap.parse_args()
     from galaxytrain.recipes import get_recipe
@@ -65,7 +70,6 @@ def main() -> None:
     hold = build_file(SHARED_GZ / "images", OUT / f"real_holdout_{tag}.h5", labels, size=size, crop=crop,
                       ids_file=OUT / f"ids_holdout_{tag}.txt")
     label = args.name or (f"recipe_{args.recipe}" if recipe else (args.model or "vgg6"))
-    run = OUT / f"runs/{label}_{tag}"
     print(machine())
     print(f"train {len(train_rows):,} / holdout {len(hold_rows):,} real galaxies, crop {crop} -> {size}")
     options = []
@@ -77,17 +81,15 @@ def main() -> None:
         options += ["--model", args.model]
     if args.epochs or not recipe:
         options += ["--epochs", str(args.epochs or 20)]
-    cmd = ["fit", "--data", str(train), "--out", str(run)] + options + ["--overwrite"] + args.extra.split()
     galaxytrain = str(Path(sys.executable).parent / "galaxytrain")
-    t = time.perf_counter()
-    subprocess.run([galaxytrain] + cmd, check=True)
-    train_s = time.perf_counter() - t
-    report = OUT / f"report_{label}_{tag}.json"
-    subprocess.run([galaxytrain, "score", "--run", str(run), "--data", str(hold), "--report", str(report),
-                    "--tta", str(tta)], check=True)
-    r = json.loads(report.read_text())
-    state = json.loads((run / "state.json").read_text())
-    best = next(row for row in state["history"] if row["epoch"] == state["best_epoch"])
+    seeds = args.seeds or [None]
+    runs = []
+    for seed in seeds:
+        run = OUT / (f"runs/{label}_{tag}" + ("" if seed is None else f"_seed{seed}"))
+        cmd = (["fit", "--data", str(train), "--out", str(run)] + options + ([] if args.reuse else ["--overwrite"])
+               + ([] if seed is None else ["--seed", str(seed)]) + args.extra.split())
+        subprocess.run([galaxytrain] + cmd, check=True)
+        runs.append(run)
     import h5py
 
     with h5py.File(train) as f:
@@ -95,21 +97,41 @@ def main() -> None:
     with h5py.File(hold) as f:
         y = f["labels"][:]
     mean_rmse = float(np.sqrt(((y - mean) ** 2).mean()))
-    qa = r["question_accuracy"]
-    summary = {
-        "command": "galaxytrain fit " + " ".join(cmd[5:]), "crop": crop, "size": size, "tta": tta,
-        "train_minutes": round(train_s / 60, 2),
-        "epoch_seconds_sum": round(sum(row["epoch_time_s"] for row in state["history"]), 1),
-        "best_epoch": state["best_epoch"], "val_rmse": best.get("val_rmse"),
-        "holdout_rmse": r["rmse"], "holdout_mean_predictor_rmse": mean_rmse,
-        "question_accuracy": {k: v["accuracy"] for k, v in qa["per_question"].items()},
-        "question_accuracy_mean": qa["mean"],
-    }
+    # Each run alone, then (with several seeds) their average: the ensemble.
+    scored = [([run], run.name) for run in runs] + ([(runs, f"ensemble of {len(runs)}")] if len(runs) > 1 else [])
+    results = []
+    for members, name in scored:
+        report = OUT / f"report_{label}_{tag}{'' if len(members) == 1 and seeds == [None] else '_' + name.replace(' ', '_')}.json"
+        subprocess.run([galaxytrain, "score"] + [a for run in members for a in ("--run", str(run))]
+                       + ["--data", str(hold), "--report", str(report), "--tta", str(tta)], check=True)
+        r = json.loads(report.read_text())
+        results.append((name, members, r))
+    command = "galaxytrain fit " + " ".join(cmd[5:])
+    summary = {"command": command, "crop": crop, "size": size, "tta": tta, "seeds": seeds,
+               "holdout_mean_predictor_rmse": mean_rmse, "results": []}
+    for name, members, r in results:
+        qa = r["question_accuracy"]
+        entry = {"name": name, "holdout_rmse": r["rmse"], "question_accuracy_mean": qa["mean"],
+                 "question_accuracy": {k: v["accuracy"] for k, v in qa["per_question"].items()},
+                 "train_minutes": round(sum(_epoch_seconds(m) for m in members) / 60, 2)}
+        if len(members) == 1:
+            state = json.loads((members[0] / "state.json").read_text())
+            best = next(row for row in state["history"] if row["epoch"] == state["best_epoch"])
+            entry.update(best_epoch=state["best_epoch"], val_rmse=best.get("val_rmse"))
+        summary["results"].append(entry)
     (OUT / f"summary_{label}_{tag}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{summary['command']} trained {train_s / 60:.1f} min on this CPU "
-          f"(best epoch {state['best_epoch']}, validation RMSE {best.get('val_rmse'):.4f})")
-    print(f"holdout RMSE {r['rmse']:.4f} (tta {tta})  vs mean predictor (training mean) {mean_rmse:.4f}  "
-          f"ratio {r['rmse'] / mean_rmse:.3f}; per-question accuracy mean {qa['mean']:.3f}")
+    print(f"{command}: mean predictor (training mean) on the holdout {mean_rmse:.4f}")
+    for entry in summary["results"]:
+        extra = (f", best epoch {entry['best_epoch']}, validation RMSE {entry['val_rmse']:.4f}"
+                 if "best_epoch" in entry else "")
+        print(f"  {entry['name']}: holdout RMSE {entry['holdout_rmse']:.4f} (tta {tta}), per-question accuracy "
+              f"mean {entry['question_accuracy_mean']:.3f}; trained {entry['train_minutes']:.1f} min on this CPU{extra}")
+
+
+def _epoch_seconds(run: Path) -> float:
+    """Training time of a run: the sum of its epochs' times (a reused run's too)."""
+    state = json.loads((run / "state.json").read_text())
+    return float(sum(row["epoch_time_s"] for row in state["history"]))
 
 
 if __name__ == "__main__":

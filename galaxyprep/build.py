@@ -2,9 +2,9 @@
 
 A pool of worker processes (`decode_pool`) decodes (simplejpeg) and runs the
 numba crop/resample/statistics kernel on each few images while they are still
-in the core's cache, two batches ahead of the HDF5 writes in the main
-process. Three shared batch slots turn in rotation: memory stays flat
-whatever the number of images, and the cores stay busy.
+in the core's cache, a few batches ahead of the HDF5 writes in the main
+process. Shared batch slots turn in rotation: memory stays flat whatever
+the number of images, and the cores stay busy.
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def _build_key(config: BuildConfig, ids: np.ndarray) -> str:
 
 def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodePlan, config: BuildConfig,
                  writer: GalaxyFileWriter, labels, bad: list[Problem], say, progress) -> None:
-    """Decode and resample on the pool, two batches ahead of the HDF5 writes.
+    """Decode and resample on the pool, AHEAD batches ahead of the HDF5 writes.
 
     The main process only writes. Images that fail to decode are appended to
     `bad` (or stop the build with --on-error fail). Every CHECKPOINT_EVERY

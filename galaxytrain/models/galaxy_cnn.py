@@ -1,6 +1,6 @@
 """galaxy_cnn: a compact convolutional net for galaxy images, trainable on a CPU.
 
-Stages of 3x3 convolutions ('same' padding, BatchNorm, ReLU), each ending in a
+Stages of 3x3 convolutions ('same' padding, BatchNorm unless turned off, ReLU), each ending in a
 2x2 max-pool that halves the image, widths doubling from stage to stage; then
 flattening (or global average pooling), dropout, one dense layer and the
 37-output head; with the decision-tree head its inputs pass through softplus
@@ -46,7 +46,9 @@ def build_galaxy_cnn(input_shape: tuple[int, int, int], head: str = "sigmoid",
     ``pool``: "gap" averages the last feature map over the image; "flatten"
     keeps where each feature sits (e.g. centre against outskirts). BatchNorm's
     running statistics follow the weights faster than Keras' default (0.99):
-    an epoch of these data sets is only ~70 batches.
+    an epoch of these data sets is only ~70 batches. ``bn_momentum`` None:
+    no BatchNorm, which trained better in 12-epoch trials (bench/RESULTS.md);
+    BatchNorm stays the default so that earlier runs rebuild the same net.
     """
     if pool not in ("gap", "flatten"):
         raise ValueError(f"pool must be gap or flatten, got {pool!r}")
