@@ -1,4 +1,4 @@
-"""galaxy_parts: one conv stack shared by four rotated corner parts of the image (after Dieleman 2015).
+"""galaxy_parts: one conv stack shared by the turned and mirrored corner parts of the image (after Dieleman 2015).
 
 The input is turned by 0, 90, 180 and 270 degrees and the top-left part of
 each turn is kept: four overlapping corner parts, each with the galaxy's
