@@ -109,13 +109,14 @@ def test_vgg6_outputs_are_probabilities():
     assert y.shape == (4, 37) and np.all((y >= 0) & (y <= 1))
 
 
-def test_tree_head_replaces_the_sigmoid_by_a_linear_dense_and_the_tree_layer():
+def test_tree_head_replaces_the_sigmoid_by_a_softplus_dense_and_the_tree_layer():
     from galaxytrain.tree_head import GalaxyTreeHead
 
     model = create_model("vgg6", (32, 32, 3), head="tree")
     dense, head = model.layers[-2], model.layers[-1]
     assert isinstance(dense, keras.layers.Dense) and dense.units == 37
-    assert dense.activation.__name__ == "linear"
+    # Positive inputs: the tree layer's ReLU (and its unnormalised warm-up path) never cuts a gradient.
+    assert dense.activation.__name__ == "softplus"
     assert isinstance(head, GalaxyTreeHead)
     body = [_describe(l) for l in model.layers[1:-2]]
     assert body == VGG6_LAYERS[:-1]

@@ -8,14 +8,16 @@ N_OUTPUTS = 37
 HEADS = ("sigmoid", "tree")
 
 
-def output_head(x, head: str, name: str = "predictions", softplus_logits: bool = False):
+def output_head(x, head: str, name: str = "predictions", softplus_logits: bool = True):
     """Dense(37) then sigmoid, or linear Dense(37) then the decision-tree normalisation.
 
     ``softplus_logits`` (tree head): the 37 values entering the tree layer
     pass through softplus, so they stay positive and the layer's ReLU never
     cuts a gradient. With plain logits an answer (or a whole question) whose
     value goes negative gets no gradient and can stay dead for many epochs,
-    and the unnormalised warm-up path (ReLU alone) can die entirely.
+    and the unnormalised warm-up path (ReLU alone) can die entirely (it did:
+    vgg6 with a tree warm-up gave all-zero outputs from the first epoch), so
+    softplus is the default for every model.
     Kept in float32 so that a mixed_float16 network still produces float32
     outputs for the loss (the Keras mixed-precision rule for the last layer).
     """

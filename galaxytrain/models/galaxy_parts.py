@@ -105,5 +105,5 @@ def build_galaxy_parts(input_shape: tuple[int, int, int], head: str = "sigmoid",
     x = keras.layers.Dropout(dropout, name="drop1")(x)
     x = keras.layers.Dense(dense, activation="relu", name="fc1")(x)
     x = keras.layers.Dropout(dropout, name="drop2")(x)
-    outputs = output_head(x, head, softplus_logits=True)
+    outputs = output_head(x, head)
     return keras.Model(inputs, outputs, name="galaxy_parts")
