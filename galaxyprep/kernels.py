@@ -88,7 +88,8 @@ def _resample_one(src, b, y_first, y_weights, x_weights, x_runs, out, channel_su
     tx = x_weights.shape[0]
     h_lo = y_first[0]
     h_hi = y_first[sy - 1] + ty
-    rows = np.zeros((h_hi - h_lo, m_out), dtype=np.float32)  # zeros: the general path accumulates
+    # The two-tap path writes every element; only the general path accumulates into zeros.
+    rows = np.empty((h_hi - h_lo, m_out), dtype=np.float32) if tx == 2 else np.zeros((h_hi - h_lo, m_out), dtype=np.float32)
     for yy in range(h_lo, h_hi):
         row = rows[yy - h_lo]
         line = src[b, yy]
@@ -114,14 +115,25 @@ def _resample_one(src, b, y_first, y_weights, x_weights, x_runs, out, channel_su
     sums = np.zeros(m_out, dtype=np.int32)     # <= 255 * Sy: exact in int32
     squares = np.zeros(m_out, dtype=np.int32)  # <= 255**2 * Sy < 2**31 for Sy < 33000
     for i in range(sy):
-        acc[:] = 0.0
         r0 = y_first[i] - h_lo
+        dst = out[b, i]
+        if ty == 2:  # the usual case: weigh, round and measure in one pass
+            w0 = y_weights[i, 0]
+            w1 = y_weights[i, 1]
+            p0 = rows[r0]
+            p1 = rows[r0 + 1]
+            for m in range(m_out):
+                v = np.int32(min(w0 * p0[m] + w1 * p1[m] + np.float32(0.5), np.float32(255.0)))
+                dst[m] = np.uint8(v)
+                sums[m] += v
+                squares[m] += v * v
+            continue
+        acc[:] = 0.0
         for k in range(ty):
             w = y_weights[i, k]
             prow = rows[r0 + k]
             for m in range(m_out):
                 acc[m] += w * prow[m]
-        dst = out[b, i]
         for m in range(m_out):
             v = np.int32(min(acc[m] + np.float32(0.5), np.float32(255.0)))
             dst[m] = np.uint8(v)
