@@ -83,12 +83,13 @@ def main() -> None:
         options += ["--epochs", str(args.epochs or 20)]
     galaxytrain = str(Path(sys.executable).parent / "galaxytrain")
     seeds = args.seeds or [None]
+    fit_options = options + ([] if args.reuse else ["--overwrite"]) + args.extra.split()
     runs = []
     for seed in seeds:
         run = OUT / (f"runs/{label}_{tag}" + ("" if seed is None else f"_seed{seed}"))
-        cmd = (["fit", "--data", str(train), "--out", str(run)] + options + ([] if args.reuse else ["--overwrite"])
-               + ([] if seed is None else ["--seed", str(seed)]) + args.extra.split())
-        subprocess.run([galaxytrain] + cmd, check=True)
+        seed_option = [] if seed is None else ["--seed", str(seed)]
+        subprocess.run([galaxytrain, "fit", "--data", str(train), "--out", str(run)] + fit_options + seed_option,
+                       check=True)
         runs.append(run)
     import h5py
 
@@ -101,21 +102,23 @@ def main() -> None:
     scored = [([run], run.name) for run in runs] + ([(runs, f"ensemble of {len(runs)}")] if len(runs) > 1 else [])
     results = []
     for members, name in scored:
-        report = OUT / f"report_{label}_{tag}{'' if len(members) == 1 and seeds == [None] else '_' + name.replace(' ', '_')}.json"
+        suffix = "" if seeds == [None] else "_" + name.replace(" ", "_")
+        report = OUT / f"report_{label}_{tag}{suffix}.json"
         subprocess.run([galaxytrain, "score"] + [a for run in members for a in ("--run", str(run))]
                        + ["--data", str(hold), "--report", str(report), "--tta", str(tta)], check=True)
         r = json.loads(report.read_text())
         results.append((name, members, r))
-    command = "galaxytrain fit " + " ".join(cmd[5:])
+    # One run per seed; the command shown is the one they share.
+    command = "galaxytrain fit " + " ".join(fit_options) + ("" if seeds == [None] else f" --seed S for S in {seeds}")
     summary = {"command": command, "crop": crop, "size": size, "tta": tta, "seeds": seeds,
                "holdout_mean_predictor_rmse": mean_rmse, "results": []}
     for name, members, r in results:
         qa = r["question_accuracy"]
         entry = {"name": name, "holdout_rmse": r["rmse"], "question_accuracy_mean": qa["mean"],
                  "question_accuracy": {k: v["accuracy"] for k, v in qa["per_question"].items()},
-                 "train_minutes": round(sum(_epoch_seconds(m) for m in members) / 60, 2)}
+                 "train_minutes": round(sum(_epoch_seconds(_state(m)) for m in members) / 60, 2)}
         if len(members) == 1:
-            state = json.loads((members[0] / "state.json").read_text())
+            state = _state(members[0])
             best = next(row for row in state["history"] if row["epoch"] == state["best_epoch"])
             entry.update(best_epoch=state["best_epoch"], val_rmse=best.get("val_rmse"))
         summary["results"].append(entry)
@@ -128,9 +131,12 @@ def main() -> None:
               f"mean {entry['question_accuracy_mean']:.3f}; trained {entry['train_minutes']:.1f} min on this CPU{extra}")
 
 
-def _epoch_seconds(run: Path) -> float:
+def _state(run: Path) -> dict:
+    return json.loads((run / "state.json").read_text())
+
+
+def _epoch_seconds(state: dict) -> float:
     """Training time of a run: the sum of its epochs' times (a reused run's too)."""
-    state = json.loads((run / "state.json").read_text())
     return float(sum(row["epoch_time_s"] for row in state["history"]))
 
 
