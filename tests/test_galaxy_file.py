@@ -1,0 +1,67 @@
+"""GalaxyFileWriter: ragged blocks across chunk boundaries, compression, fewer or more rows than announced."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from galaxyprep.galaxy_file import GalaxyFileWriter, read_info
+
+
+def _blocks(rng, sizes, size=8):
+    for k in sizes:
+        images = rng.integers(0, 256, size=(k, size, size, 3), dtype=np.uint8)
+        x = images.reshape(k, -1, 3).astype(np.float64)
+        yield images, np.concatenate([x.sum(axis=1), (x * x).sum(axis=1)], axis=1)
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+@pytest.mark.parametrize("sizes, n_max", [
+    ([3, 9, 1, 8, 2], 23),   # exactly as announced; blocks start and end inside chunks of 4
+    ([4, 8, 4], 30),         # whole chunks only, and fewer rows than announced: cut at commit
+    ([5, 7, 6], 10),         # more rows than announced: the datasets grow
+])
+def test_blocks_read_back_in_order_whatever_their_alignment(tmp_path, compression, sizes, n_max):
+    rng = np.random.default_rng(1)
+    out = tmp_path / "w.h5"
+    written = []
+    with GalaxyFileWriter(out, 8, n_max, True, chunk_images=4, compression=compression) as w:
+        for images, sums in _blocks(rng, sizes):
+            lo = w.n
+            ids = np.arange(lo, lo + len(images), dtype=np.int64) + 1000
+            w.append(images, ids, np.full((len(images), 37), lo, np.float32), sums)
+            written.append(images)
+        w.commit({"crop": 8, "size": 8})
+    expected = np.concatenate(written)
+    n = len(expected)
+    with h5py.File(out) as f:
+        assert f["images"].shape == (n, 8, 8, 3) and f["ids"].shape == (n,) and f["labels"].shape == (n, 37)
+        assert np.array_equal(f["images"][:], expected)
+        assert f["ids"][:].tolist() == list(range(1000, 1000 + n))
+        assert f["images"].compression == compression
+    pixels = expected.reshape(-1, 3).astype(np.float64)
+    info = read_info(out)
+    np.testing.assert_allclose(info.mean, pixels.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(info.std, pixels.std(axis=0), rtol=1e-12)
+
+
+def test_resumed_writer_rewrites_the_rows_after_its_checkpoint(tmp_path):
+    rng = np.random.default_rng(2)
+    out = tmp_path / "r.h5"
+    blocks = list(_blocks(rng, [6, 5, 7]))
+    ids = [np.arange(0, 6), np.arange(6, 11), np.arange(11, 18)]
+    w = GalaxyFileWriter(out, 8, 18, False, chunk_images=4, build_key="k")
+    w.append(blocks[0][0], ids[0], None, blocks[0][1])
+    w.checkpoint({"ids_done": 6})
+    w.append(rng.integers(0, 256, size=(5, 8, 8, 3), dtype=np.uint8), ids[1], None, blocks[1][1])  # lost: no checkpoint
+    w.abort(keep=True)
+    assert not out.exists()
+    with GalaxyFileWriter(out, 8, 18, False, chunk_images=4, build_key="k", resume=True) as w:
+        assert w.n == 6 and w.resume_state == {"ids_done": 6}
+        for (images, sums), i in zip(blocks[1:], ids[1:]):
+            w.append(images, i, None, sums)
+        w.commit({})
+    with h5py.File(out) as f:
+        assert np.array_equal(f["images"][:], np.concatenate([b[0] for b in blocks]))
+        assert f["ids"][:].tolist() == list(range(18))
