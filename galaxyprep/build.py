@@ -9,6 +9,7 @@ the number of images, and the cores stay busy.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ ON_ERROR = ("skip", "fail")
 CHECKPOINT_EVERY = 8  # batches between resume checkpoints (each flushes the file)
 AHEAD = 3             # batches decoding while one is written (3 measured a little steadier than 2)
 COMPRESSION = ("none", "gzip", "lzf")
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}  # the disk's fault, not ours
 
 
 @dataclass
@@ -54,6 +56,7 @@ class BuildConfig:
     batch_size: int = 256            # images per decode/resample batch
     dct_scaling: bool = True         # decode at a reduced scale in the DCT domain where possible
     processes: bool | None = None    # decode in forked processes (default where fork is native) or threads
+    direct_io: bool = True           # pixels written in place with O_DIRECT where the file system allows
 
     def validate(self) -> None:
         if self.on_error not in ON_ERROR:
@@ -163,7 +166,8 @@ def build(config: BuildConfig, progress: Callable[[int, int], None] | None = Non
     compression = None if config.compression == "none" else config.compression
     key = _build_key(config, ids)
     with GalaxyFileWriter(config.out, config.size, len(ids), labels is not None, chunk, compression,
-                          4 if compression == "gzip" else None, build_key=key, resume=config.resume) as writer:
+                          4 if compression == "gzip" else None, build_key=key, resume=config.resume,
+                          direct_io=config.direct_io) as writer:
         # a resumed partial file carries how many ids it had consumed and what was bad among them
         start = int(writer.resume_state.get("ids_done", 0))
         bad = [Problem(**p) for p in writer.resume_state.get("bad", [])]
@@ -173,6 +177,10 @@ def build(config: BuildConfig, progress: Callable[[int, int], None] | None = Non
         except BrokenProcessPool:
             raise InputError(config.images, "a decode worker process died (killed, out of memory, or a crash "
                                             "in the JPEG decoder); nothing written, rerun the build") from None
+        except OSError as exc:
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            raise InputError(config.out, f"cannot write: {exc.strerror}; nothing written") from None
         skipped = problems + bad
         summary.skipped = skipped
         summary.n_written = writer.n
@@ -215,7 +223,7 @@ def _plan_from_sample(source: ImageSource, ids: np.ndarray, config: BuildConfig)
 def _build_key(config: BuildConfig, ids: np.ndarray) -> str:
     """What must match for --resume to continue a partial file."""
     params = config.params()
-    for volatile in ("workers", "resume", "batch_size", "on_error", "processes"):
+    for volatile in ("workers", "resume", "batch_size", "on_error", "processes", "direct_io"):
         params.pop(volatile)
     digest = hashlib.sha256(ids.tobytes()).hexdigest()[:16]
     return json.dumps({"params": params, "ids": digest, "version": __version__}, sort_keys=True)

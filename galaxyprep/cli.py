@@ -30,6 +30,8 @@ def build(
     chunk_images: Optional[int] = typer.Option(None, "--chunk-images", help="Images per HDF5 chunk [default: about 1 MiB]."),
     batch_size: int = typer.Option(256, "--batch-size", help="Images per decode/resample batch."),
     dct_scaling: bool = typer.Option(True, "--dct-scaling/--no-dct-scaling", help="Decode at reduced scale in the DCT domain."),
+    direct_io: bool = typer.Option(True, "--direct-io/--no-direct-io",
+                                   help="Write pixels with O_DIRECT (past the page cache) where the file system allows."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
 ) -> None:
     """Build a chunked HDF5 training (with --labels) or test set from the Kaggle JPEGs."""
@@ -38,7 +40,8 @@ def build(
 
     config = BuildConfig(images=images, out=out, labels=labels, crop=crop, size=size, workers=workers,
                          limit=limit, ids_file=ids, on_error=on_error, resume=resume, compression=compression,
-                         chunk_images=chunk_images, batch_size=batch_size, dct_scaling=dct_scaling)
+                         chunk_images=chunk_images, batch_size=batch_size, dct_scaling=dct_scaling,
+                         direct_io=direct_io)
     meter: list[Progress] = []
 
     def progress(done: int, total: int) -> None:

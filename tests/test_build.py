@@ -115,6 +115,17 @@ def test_folder_and_zip_inputs_give_identical_files(good, tmp_path):
         np.testing.assert_array_equal(fa.attrs["std"], fb.attrs["std"])
 
 
+def test_direct_io_and_buffered_writes_give_the_same_datasets(good, tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    build(BuildConfig(images=good["folder"], labels=good["labels"], out=a, size=96, batch_size=5, direct_io=True))
+    build(BuildConfig(images=good["folder"], labels=good["labels"], out=b, size=96, batch_size=5, direct_io=False))
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        assert fa["images"].shape == (N_GOOD, 96, 96, 3)
+        for name in ("images", "ids", "labels"):
+            assert np.array_equal(fa[name][:], fb[name][:])
+        np.testing.assert_array_equal(fa.attrs["mean"], fb.attrs["mean"])
+
+
 def test_two_builds_of_the_same_input_are_byte_identical(good, tmp_path):
     out = tmp_path / "a.h5"
     config = BuildConfig(images=good["zip"], labels=good["labels"], out=out, size=32, batch_size=7)
@@ -275,6 +286,26 @@ def test_decode_failure_with_on_error_fail_removes_partial(good, tmp_path):
     with pytest.raises(InputError, match="999999.jpg: empty file"):
         build(BuildConfig(images=folder, out=out, size=32, on_error="fail", batch_size=4))
     assert not out.exists() and not out.with_name("x.h5.partial").exists()
+
+
+@pytest.mark.parametrize("direct_io", [True, False])
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(good, tmp_path, monkeypatch, direct_io):
+    import errno
+
+    import galaxyprep.direct_io as dio
+    import galaxyprep.galaxy_file as gf
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if direct_io:  # the pixels' own descriptors
+        monkeypatch.setattr(dio.RawRowWriter, "write_rows", full)
+    else:          # through HDF5
+        monkeypatch.setattr(gf.GalaxyFileWriter, "_write_images", full)
+    out = tmp_path / "full.h5"
+    with pytest.raises(InputError, match=r"full.h5: cannot write: No space left on device; nothing written"):
+        build(BuildConfig(images=good["folder"], out=out, size=32, batch_size=4, direct_io=direct_io))
+    assert not out.exists() and not out.with_name("full.h5.partial").exists()
 
 
 @pytest.mark.parametrize("kind", ["folder", "zip"])
