@@ -18,6 +18,7 @@ and the ragged ends through an ordinary descriptor. Where O_DIRECT is refused
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from pathlib import Path
@@ -101,9 +102,18 @@ class RawRowWriter:
         if mid.__array_interface__["data"][0] % ALIGN:
             mid = self._bounced(mid)
         self._pwrite(self._fd, head, off)
-        self._pwrite(self._dfd, mid, a)
+        try:
+            self._pwrite(self._dfd, mid, a)
+            self.direct_bytes += mid.size
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            # opened, yet refused (a larger logical block size, a stacked file system): buffered from now on
+            os.close(self._dfd)
+            self._dfd = None
+            self._pwrite(self._fd, mid, a)
+            self.buffered_bytes += mid.size
         self._pwrite(self._fd, tail, b)
-        self.direct_bytes += mid.size
         self.buffered_bytes += head.size + tail.size
 
     def _bounced(self, data: np.ndarray) -> np.ndarray:

@@ -103,3 +103,30 @@ def test_direct_io_writes_page_aligned_middles_past_the_page_cache(tmp_path, siz
     with h5py.File(out) as f:
         assert np.array_equal(f["images"][:], source)
         assert f["images"].chunks == (8, size, size, 3) and f["images"].compression is None
+
+
+def test_direct_io_refused_at_write_time_falls_back_to_buffered(tmp_path, monkeypatch):
+    import errno
+
+    import galaxyprep.direct_io as dio
+
+    real = os.pwrite
+    refused = []
+
+    def pwrite(fd, data, offset):
+        if fd == getattr(writer._raw, "_dfd", None):
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(dio.os, "pwrite", pwrite)
+    images = np.random.default_rng(4).integers(0, 256, size=(20, 64, 64, 3), dtype=np.uint8)
+    out = tmp_path / "f.h5"
+    with GalaxyFileWriter(out, 64, 20, False, chunk_images=8, direct_io=True) as writer:
+        if writer._raw._dfd is None:  # tmp refused O_DIRECT at open already: stand in a plain descriptor
+            writer._raw._dfd = os.open(out.with_name("f.h5.partial"), os.O_WRONLY)
+        writer.append(images, np.arange(20), None, np.zeros((20, 6)))
+        assert refused and not writer.direct_io and writer._raw.direct_bytes == 0
+        writer.commit({})
+    with h5py.File(out) as f:
+        assert np.array_equal(f["images"][:], images)
