@@ -140,7 +140,9 @@ class GalaxyFileWriter:
     the rows written in `commit`: one resize, not one per block (each costs a
     metadata write). With `direct_io` (and no compression) every chunk of
     ``images`` is allocated up front and the pixels are written straight into
-    it, with O_DIRECT where the file system allows (`direct_io.RawRowWriter`).
+    it, with O_DIRECT where the file system allows (`direct_io.RawRowWriter`);
+    rows announced but never written (images a build skipped) stay as unused
+    file space, one image's bytes each.
     Otherwise whole uncompressed chunks go to the file with
     `write_direct_chunk`, past HDF5's selection and conversion machinery (5.8
     against 8 us per 96 px image, bench/RESULTS.md). Mean and std are
