@@ -108,8 +108,8 @@ def build_in_child(folder: Path, out: Path, crop: int, size: int, limit: int | N
 
     The system is made quiet first and the output deleted after: left on disk, a 1.3 GB file is
     written back by the kernel's flusher threads 30 s later, on the CPUs of whatever runs then
-    (measured: builds 10-20% slower in the passes after the first), and replacing it would time
-    the kernel dropping its pages.
+    (measured once: the second and third builds 15% and 6% slower than the first), and
+    replacing it would time the kernel dropping its pages.
     """
     out.unlink(missing_ok=True)
     os.sync()

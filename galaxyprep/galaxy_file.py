@@ -195,7 +195,6 @@ class GalaxyFileWriter:
         offsets = chunk_offsets(self._images) if wanted else None
         if offsets is not None:
             d = self._images
-            self._f.flush()  # HDF5's own buffers reach the file before another descriptor writes to it
             self._raw = RawRowWriter(self.partial, offsets, d.chunks[0], int(np.prod(d.shape[1:])))
 
     @property
@@ -315,7 +314,7 @@ class GalaxyFileWriter:
         """Close; delete the partial file unless it is kept for --resume.
 
         A kept file resumes from its last `checkpoint`, whose row count and
-        state agree; rows appended after it are cut off when it is reopened.
+        state agree; rows appended after it are written again when it is reopened.
         """
         try:
             self._stop_raw()
