@@ -14,8 +14,11 @@ Threads remain where fork is not the platform's way (macOS, Windows).
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import multiprocessing
+import os
+import signal
 import sys
 import threading
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -63,7 +66,7 @@ class DecodePool:
             self._task_images = PROCESS_TASK_IMAGES
             self._pool: Executor = ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("fork"),
-                initializer=_init_process, initargs=(source, plan, self.images, self.sums))
+                initializer=_init_process, initargs=(source, plan, self.images, self.sums, os.getpid()))
         else:
             self._maps = []
             self.images = np.empty(shape, np.uint8)
@@ -158,9 +161,28 @@ def _warm_kernel(plan: DecodePlan) -> None:
 _worker: dict = {}
 
 
-def _init_process(source: ImageSource, plan: DecodePlan, images: np.ndarray, sums: np.ndarray) -> None:
+def _init_process(source: ImageSource, plan: DecodePlan, images: np.ndarray, sums: np.ndarray,
+                  parent: int) -> None:
+    _die_with_parent(parent)
     source.forget_handles()  # a zip handle inherited from the parent shares its file position
     _worker.update(source=source, plan=plan, images=images, sums=sums, buf=_block_buffer(plan))
+
+
+def _die_with_parent(parent: int) -> None:
+    """Exit when the build process dies (kill -9, the OOM killer) instead of waiting on its queue forever.
+
+    A worker holds the write end of its own task queue, so it never sees
+    end-of-file there: without this, each one outlived a killed build.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: workers are threads there anyway
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _process_task(slot: int, lo: int, ids: np.ndarray) -> list[tuple[int, str]]:

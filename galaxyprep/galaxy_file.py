@@ -172,21 +172,27 @@ class GalaxyFileWriter:
         chunk = max(1, min(chunk_images, self.n_max))
         n = self.n_max
         raw = direct_io and compression is None
-        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-        if raw:  # file space for every chunk now, and no fill: the rows are written in place
+
+        def early() -> dict:
+            """File space for every chunk now, and no fill: rows are written in place, and the
+            file's metadata does not change between checkpoints (a killed build can resume)."""
+            if not raw:
+                return {}
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
             dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            return {"dcpl": dcpl, "fill_time": "never"}
+
         self._images = self._f.create_dataset(
             "images", shape=(n, size, size, 3), maxshape=(None, size, size, 3), dtype=np.uint8,
-            chunks=(chunk, size, size, 3), compression=compression, compression_opts=compression_opts,
-            dcpl=dcpl, fill_time="never" if raw else None)
+            chunks=(chunk, size, size, 3), compression=compression, compression_opts=compression_opts, **early())
         self._ids = self._f.create_dataset("ids", shape=(n,), maxshape=(None,), dtype=np.int64,
-                                           chunks=(max(chunk, 1024),))
+                                           chunks=(max(chunk, 1024),), **early())
         self._labels = None
         if with_labels:
             from .tree import CLASS_NAMES
 
             self._labels = self._f.create_dataset("labels", shape=(n, 37), maxshape=(None, 37),
-                                                  dtype=np.float32, chunks=(max(chunk, 256), 37))
+                                                  dtype=np.float32, chunks=(max(chunk, 256), 37), **early())
             self._labels.attrs["columns"] = np.array(CLASS_NAMES, dtype=h5py.string_dtype())
         self._start_raw(raw)
 
@@ -333,7 +339,7 @@ class GalaxyFileWriter:
 
 
 def _create_untimed(path: Path) -> h5py.File:
-    """A new file (latest format, no chunk cache) whose bytes depend only on what is written.
+    """A new file (no chunk cache) whose bytes depend only on what is written.
 
     HDF5 stamps the root group with its creation time unless told not to, so
     two builds of the same input a second apart differed in 20 bytes.
@@ -341,7 +347,9 @@ def _create_untimed(path: Path) -> h5py.File:
     fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
     fcpl.set_obj_track_times(False)
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
-    fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+    # Not the newest superblock: its "open for writing" flag, left set by a killed build,
+    # makes HDF5 refuse to reopen the partial file for --resume (h5clear would be needed).
+    fapl.set_libver_bounds(h5py.h5f.LIBVER_V18, h5py.h5f.LIBVER_LATEST)
     mdc, nslots, _, w0 = fapl.get_cache()
     fapl.set_cache(mdc, nslots, 0, w0)
     fapl.set_alignment(64 * 1024, 4096)  # large allocations (image chunks) on page boundaries, for O_DIRECT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -177,6 +178,60 @@ def test_interrupted_build_leaves_no_output_and_resumes(good, tmp_path, monkeypa
             assert np.array_equal(f[name][:], g[name][:])
         np.testing.assert_allclose(f.attrs["mean"], g.attrs["mean"])
         assert "rows_done" not in f.attrs
+
+
+def _processes_mentioning(token: str) -> list[int]:
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if token.encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+        except OSError:  # gone meanwhile
+            pass
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="forked workers and /proc: Linux")
+def test_a_build_killed_with_sigkill_takes_its_workers_along_and_resumes(good, tmp_path):
+    import signal
+
+    out = tmp_path / "killed.h5"
+    config = {"images": good["folder"], "labels": good["labels"], "out": out, "size": 96, "batch_size": 2}
+    code = f"""
+import os, signal
+from pathlib import Path
+import galaxyprep.build as b
+b.CHECKPOINT_EVERY = 2
+real, calls = b.GalaxyFileWriter.append, []
+def append(self, *args):
+    calls.append(1)
+    if len(calls) == 4:  # a kill -9 after the checkpoint that follows batch 2
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, *args)
+b.GalaxyFileWriter.append = append
+b.build(b.BuildConfig(images=Path({str(good["folder"])!r}), labels=Path({str(good["labels"])!r}),
+                      out=Path({str(out)!r}), size=96, batch_size=2, resume=True))
+"""
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as fh:  # not a pipe: orphaned workers would hold it open and run() wait for them
+        proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=fh, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, err.read_text()
+    deadline = time.time() + 10
+    while _processes_mentioning(str(out)) and time.time() < deadline:
+        time.sleep(0.1)
+    orphans = _processes_mentioning(str(out))
+    for pid in orphans:
+        os.kill(pid, signal.SIGKILL)
+    assert not orphans, "decode workers outlived their killed build"
+    assert not out.exists() and out.with_name("killed.h5.partial").exists()
+    summary = build(BuildConfig(**config, resume=True))
+    assert summary.resumed_from == 4  # the last checkpoint; batch 3 is redone
+    reference = tmp_path / "ref.h5"
+    build(BuildConfig(**{**config, "out": reference}))
+    with h5py.File(out) as f, h5py.File(reference) as g:
+        for name in ("images", "ids", "labels"):
+            assert np.array_equal(f[name][:], g[name][:])
+        np.testing.assert_allclose(f.attrs["mean"], g.attrs["mean"])
 
 
 # ---------------------------------------------------------------- bad input
