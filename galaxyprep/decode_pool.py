@@ -168,6 +168,9 @@ def _init_process(source: ImageSource, plan: DecodePlan, images: np.ndarray, sum
     _worker.update(source=source, plan=plan, images=images, sums=sums, buf=_block_buffer(plan))
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
 def _die_with_parent(parent: int) -> None:
     """Exit when the build process dies (kill -9, the OOM killer) instead of waiting on its queue forever.
 
@@ -180,9 +183,6 @@ def _die_with_parent(parent: int) -> None:
         return
     if os.getppid() != parent:  # it died before prctl took effect
         os._exit(1)
-
-
-_PR_SET_PDEATHSIG = 1
 
 
 def _process_task(slot: int, lo: int, ids: np.ndarray) -> list[tuple[int, str]]:
