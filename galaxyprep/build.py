@@ -162,6 +162,19 @@ def build(config: BuildConfig, progress: Callable[[int, int], None] | None = Non
 
     plan = _plan_from_sample(source, ids, config)
     summary.plan = plan.describe()
+    try:
+        _write_file(source, ids, labels, plan, problems, config, summary, say, progress)
+    except OSError as exc:  # creating, filling or committing the file
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise InputError(config.out, f"cannot write: {exc.strerror}; nothing written") from None
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _write_file(source: ImageSource, ids: np.ndarray, labels, plan: DecodePlan, problems: list[Problem],
+                config: BuildConfig, summary: BuildSummary, say, progress) -> None:
+    """Decode into a new (or resumed) partial file and commit it; fills in `summary`."""
     chunk = config.chunk_images or default_chunk_images(config.size)
     compression = None if config.compression == "none" else config.compression
     key = _build_key(config, ids)
@@ -177,10 +190,6 @@ def build(config: BuildConfig, progress: Callable[[int, int], None] | None = Non
         except BrokenProcessPool:
             raise InputError(config.images, "a decode worker process died (killed, out of memory, or a crash "
                                             "in the JPEG decoder); nothing written, rerun the build") from None
-        except OSError as exc:
-            if exc.errno not in _WRITE_ERRNOS:
-                raise
-            raise InputError(config.out, f"cannot write: {exc.strerror}; nothing written") from None
         skipped = problems + bad
         summary.skipped = skipped
         summary.n_written = writer.n
@@ -199,8 +208,6 @@ def build(config: BuildConfig, progress: Callable[[int, int], None] | None = Non
             "images_without_labels": summary.images_without_labels,
             "labels_without_images": summary.labels_without_images,
         })
-    summary.seconds = time.perf_counter() - t0
-    return summary
 
 
 def _plan_from_sample(source: ImageSource, ids: np.ndarray, config: BuildConfig) -> DecodePlan:

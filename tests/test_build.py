@@ -344,8 +344,8 @@ def test_decode_failure_with_on_error_fail_removes_partial(good, tmp_path):
     assert not out.exists() and not out.with_name("x.h5.partial").exists()
 
 
-@pytest.mark.parametrize("direct_io", [True, False])
-def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(good, tmp_path, monkeypatch, direct_io):
+@pytest.mark.parametrize("direct_io, where", [(True, "rows"), (False, "rows"), (True, "commit")])
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(good, tmp_path, monkeypatch, direct_io, where):
     import errno
 
     import galaxyprep.direct_io as dio
@@ -354,9 +354,11 @@ def test_a_full_disk_is_one_line_naming_the_output_and_leaves_nothing(good, tmp_
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    if direct_io:  # the pixels' own descriptors
+    if where == "commit":  # the metadata HDF5 writes last
+        monkeypatch.setattr(gf.GalaxyFileWriter, "commit", full)
+    elif direct_io:        # the pixels' own descriptors
         monkeypatch.setattr(dio.RawRowWriter, "write_rows", full)
-    else:          # through HDF5
+    else:                  # through HDF5
         monkeypatch.setattr(gf.GalaxyFileWriter, "_write_images", full)
     out = tmp_path / "full.h5"
     with pytest.raises(InputError, match=r"full.h5: cannot write: No space left on device; nothing written"):
