@@ -22,7 +22,7 @@ CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from galaxytrain.config import FitConfig
-from galaxytrain.fit import fit
+from galaxytrain.training import fit
 data, out, model, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 t = time.perf_counter()
 result = fit(FitConfig(data=Path(data), out=Path(out), model=model, epochs=1, batch_size=64, overwrite=True,

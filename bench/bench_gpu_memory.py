@@ -31,8 +31,7 @@ HERE = Path(__file__).resolve().parent
 def synthetic_file(path: Path, n: int, size: int, seed: int = 0, block: int = 512) -> Path:
     """A galaxyprep file of random pixels and tree-consistent labels, written block by block."""
     from galaxyprep import __version__ as prep_version
-    from galaxyprep.galaxy_file import GalaxyFileWriter, read_info
-    from galaxyprep.tree import normalize_tree
+    from galaxyprep import GalaxyFileWriter, normalize_tree, read_info
 
     if path.exists():
         info = read_info(path)
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "out" / "gpu_memory")
     args = parser.parse_args(argv)
 
-    from galaxyprep.errors import InputError
+    from galaxyprep import InputError
     from galaxytrain.gpu import import_tensorflow_quietly
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             data = synthetic_file(args.out / f"synthetic_{n}_{args.size}.h5", n, args.size)
         import_tensorflow_quietly()
         from galaxytrain.config import FitConfig
-        from galaxytrain.fit import fit
+        from galaxytrain.training import fit
 
         config = FitConfig(data=data, out=args.out / "run", model="vgg6", epochs=args.epochs,
                            batch_size=args.batch_size, limit=args.limit, gpu_memory_limit=args.gpu_memory_limit,

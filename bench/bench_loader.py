@@ -35,21 +35,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from galaxyprep.galaxy_file import read_info
-    from galaxytrain.augment import dihedral_batch, dihedral_batch_serial, rotate_zoom_batch, rotate_zoom_batch_serial
-    from galaxytrain.loader import GalaxyBatches
+    from galaxyprep import read_info
+    from galaxytrain.data.kernels import dihedral_batch, dihedral_batch_serial, rotate_zoom_batch, rotate_zoom_batch_serial
+    from galaxytrain.data import GalaxyBatches, training_view
 
     info = read_info(args.data)
     n = info.n_images if args.limit is None else min(args.limit, info.n_images)
     rows = np.arange(n, dtype=np.int64)
-    augment = None if args.augment == "none" else args.augment
     size = info.size
+    view = training_view(args.augment, size)
     print(f"data {args.data}: {n} of {info.n_images} images, {size}x{size}, chunks of {info.chunk_images}, "
           f"compression {info.compression}; batch {args.batch_size}; {os.cpu_count()} CPUs")
     results = []
 
     # (a) The loader alone, in this process, one epoch (after one batch to compile the kernels).
-    ds = GalaxyBatches(args.data, rows, batch_size=args.batch_size, augment=augment, seed=args.seed)
+    ds = GalaxyBatches(args.data, rows, batch_size=args.batch_size, view=view, seed=args.seed)
     ds[0]
     t = time.perf_counter()
     for i in range(len(ds)):
@@ -75,7 +75,7 @@ def main() -> None:
     x = np.concatenate([ref[i][0] for i in range(len(ref))])
     y = np.concatenate([ref[i][1] for i in range(len(ref))])
     ref.close()
-    train = GalaxyBatches(args.data, rows, batch_size=args.batch_size, augment=augment, seed=args.seed,
+    train = GalaxyBatches(args.data, rows, batch_size=args.batch_size, view=view, seed=args.seed,
                           workers=args.workers, use_multiprocessing=args.use_multiprocessing)
     # One model per source, same initial weights: alternating two input pipelines
     # on one model makes Keras retrace its train function at each switch, which

@@ -1,7 +1,7 @@
 """A training recipe on the real images, scored on galaxies it never saw.
 
 The 5,866 real labelled images in ../shared are split by GalaxyID (a hash,
-as `galaxytrain.split` does) into a training file and a holdout file; the
+as `galaxytrain.data.split` does) into a training file and a holdout file; the
 model trains on the first (with fit's own 10% validation split for
 checkpoint selection: the holdout plays no part in any choice) and is scored
 once on the second, next to the mean predictor (the training labels' mean,
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--extra", default="", help="more `galaxytrain fit` options, e.g. '--augment dihedral'")
     args = ap.parse_args()
     from galaxytrain.recipes import get_recipe
-    from galaxytrain.split import split_rows
+    from galaxytrain.data import split_rows
 
     recipe = get_recipe(args.recipe) if args.recipe else None
     crop = args.crop or (recipe.crop if recipe else 200)
@@ -91,12 +91,13 @@ def main() -> None:
         subprocess.run([galaxytrain, "fit", "--data", str(train), "--out", str(run)] + fit_options + seed_option,
                        check=True)
         runs.append(run)
-    import h5py
 
-    with h5py.File(train) as f:
-        mean = f["labels"][:].mean(axis=0)
-    with h5py.File(hold) as f:
-        y = f["labels"][:]
+    from galaxyprep import GalaxyFile
+
+    with GalaxyFile(train) as f:
+        mean = f.labels().mean(axis=0)
+    with GalaxyFile(hold) as f:
+        y = f.labels()
     mean_rmse = float(np.sqrt(((y - mean) ** 2).mean()))
     # Each run alone, then (with several seeds) their average: the ensemble.
     scored = [([run], run.name) for run in runs] + ([(runs, f"ensemble of {len(runs)}")] if len(runs) > 1 else [])

@@ -1,17 +1,45 @@
-"""galaxyprep: the Kaggle Galaxy Zoo images as one chunked HDF5 file, at the speed of the JPEG decoder."""
+"""galaxyprep: the Kaggle Galaxy Zoo images as one chunked HDF5 file, at the speed of the JPEG decoder.
 
-__version__ = "0.1.0"
+What other packages (galaxytrain, the benches) may use is exported here;
+every other module is the package's own business.
+"""
 
+from .atomic import atomic_write, jsonable, write_json_atomic, write_text_atomic
 from .errors import InputError
-from .galaxy_file import GalaxyFileInfo, open_galaxy_file, read_info, write_galaxy_file
-from .tree import CLASS_NAMES, QUESTION_SLICES
+from .galaxy_file import GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file
+from .kernels import normalize_batch, normalize_batch_serial
+from .tree import (
+    CLASS_NAMES,
+    N_CLASSES,
+    PARENT_COLUMN,
+    QUESTION_NAMES,
+    QUESTION_SLICES,
+    SCALING_ORDER,
+    normalize_tree,
+    parent_totals,
+)
+from .version import __version__
 
 __all__ = [
     "CLASS_NAMES",
+    "N_CLASSES",
+    "PARENT_COLUMN",
+    "QUESTION_NAMES",
     "QUESTION_SLICES",
+    "SCALING_ORDER",
+    "GalaxyFile",
     "GalaxyFileInfo",
+    "GalaxyFileWriter",
     "InputError",
-    "open_galaxy_file",
+    "__version__",
+    "atomic_write",
+    "jsonable",
+    "normalize_batch",
+    "normalize_batch_serial",
+    "normalize_tree",
+    "parent_totals",
     "read_info",
     "write_galaxy_file",
+    "write_json_atomic",
+    "write_text_atomic",
 ]

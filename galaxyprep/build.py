@@ -23,12 +23,12 @@ from typing import Callable
 
 import numpy as np
 
-from . import __version__
 from .decode import DecodePlan, make_plan, probe_size
 from .decode_pool import DecodePool
 from .errors import InputError
 from .galaxy_file import GalaxyFileWriter
 from .sources import ImageSource, Problem, read_id_list, read_labels
+from .version import __version__
 
 ON_ERROR = ("skip", "fail")
 CHECKPOINT_EVERY = 8  # batches between resume checkpoints (each flushes the file)
@@ -46,7 +46,7 @@ class BuildConfig:
     labels: Path | None = None
     crop: int = 200
     size: int = 96
-    workers: int | None = None       # decode threads; default: all cores
+    workers: int | None = None       # decode workers (forked processes, threads where fork is not native); default: all cores
     limit: int | None = None         # first N galaxies by GalaxyID
     ids_file: Path | None = None     # only these GalaxyIDs
     on_error: str = "skip"           # skip: leave bad items out and list them; fail: stop, write nothing
@@ -202,7 +202,7 @@ def _write_file(source: ImageSource, ids: np.ndarray, labels, plan: DecodePlan, 
             "labels_source": "" if config.labels is None else str(config.labels),
             "build_params": config.params(),
             "decode_plan": summary.plan,
-            "decoder": _decoder_name(),
+            "decoder": _decoder_name(config.dct_scaling),
             "galaxyprep_version": __version__,
             "skipped": [asdict(p) for p in skipped],
             "images_without_labels": summary.images_without_labels,
@@ -284,7 +284,8 @@ def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodeP
                 progress(consumed, len(ids))
 
 
-def _decoder_name() -> str:
+def _decoder_name(dct_scaling: bool) -> str:
     import simplejpeg
 
-    return f"simplejpeg {simplejpeg.__version__} (libjpeg-turbo, DCT scaling)"
+    scaling = "DCT scaling" if dct_scaling else "full-size decode"
+    return f"simplejpeg {simplejpeg.__version__} (libjpeg-turbo, {scaling})"

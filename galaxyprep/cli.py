@@ -66,19 +66,19 @@ def build(
 @app.command()
 def info(path: Path = typer.Argument(..., help="A file written by galaxyprep build.")) -> None:
     """What a file holds and how it was built."""
-    from .galaxy_file import read_info
+    from . import read_info
 
     i = read_info(path)
     mb = path.stat().st_size / 1e6
     typer.echo(f"{i.path}: {i.n_images:,} images {i.size}x{i.size}x3 uint8 from a {i.crop}px centre crop, "
                f"{'with' if i.has_labels else 'without'} labels, {mb:,.1f} MB")
     typer.echo(f"  chunks: {i.chunk_images} images; compression: {i.compression or 'none'}")
-    typer.echo(f"  source: {i.source}" + (f"; labels: {i.attrs.get('labels_source')}" if i.has_labels else ""))
+    typer.echo(f"  source: {i.source}" + (f"; labels: {i.labels_source}" if i.has_labels else ""))
     typer.echo(f"  mean (R, G, B): {', '.join(f'{v:.3f}' for v in i.mean)}")
     typer.echo(f"  std  (R, G, B): {', '.join(f'{v:.3f}' for v in i.std)}")
-    typer.echo(f"  a reader applies: {i.attrs.get('normalization', '')}")
-    typer.echo(f"  decoder: {i.attrs.get('decoder', '?')}; plan: {i.attrs.get('decode_plan', '')}")
-    typer.echo(f"  built by galaxyprep {i.attrs.get('galaxyprep_version', '?')} with: "
+    typer.echo(f"  a reader applies: {i.normalization}")
+    typer.echo(f"  decoder: {i.decoder or '?'}; plan: {i.decode_plan}")
+    typer.echo(f"  built by galaxyprep {i.galaxyprep_version or '?'} with: "
                + " ".join(f"{k}={v}" for k, v in i.build_params.items()))
     typer.echo(f"  skipped at build: {len(i.skipped)}")
     for item in i.skipped[:10]:

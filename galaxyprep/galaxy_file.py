@@ -30,6 +30,8 @@ import numpy as np
 
 from .direct_io import RawRowWriter, chunk_offsets
 from .errors import InputError
+from .tree import CLASS_NAMES, N_CLASSES
+from .version import __version__
 
 FORMAT_NAME = "galaxyprep"
 FORMAT_VERSION = 1
@@ -50,18 +52,103 @@ class GalaxyFileInfo:
     chunk_images: int
     compression: str | None
     source: str
+    labels_source: str = ""
+    normalization: str = ""
+    decoder: str = ""
+    decode_plan: str = ""
+    galaxyprep_version: str = ""
     build_params: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
     attrs: dict = field(default_factory=dict)
 
 
-def open_galaxy_file(path: str | Path, rdcc_nbytes: int = 16 * 2**20) -> h5py.File:
-    """Open a galaxyprep file for reading, or raise InputError saying why not.
+class GalaxyFile:
+    """An open galaxyprep file: the one reader of the format.
+
+    No other module names its datasets or attributes. Open it once per
+    process and never use it across a fork (HDF5 handles are not fork-safe
+    and do not pickle); `galaxytrain.runtime.PerProcess` reopens it in a
+    worker. Every read is one contiguous slice: random fancy indexing of a
+    chunked dataset is hundreds of times slower.
+    """
+
+    def __init__(self, path: str | Path, rdcc_nbytes: int = 16 * 2**20):
+        self.path = Path(path)
+        self._f = _open_h5(self.path, rdcc_nbytes)
+        images = self._f["images"]
+        self.n_images = int(images.shape[0])
+        self.size = int(images.shape[1])
+        self.has_labels = "labels" in self._f
+        self.chunk_images = int(images.chunks[0]) if images.chunks else self.n_images
+        self.compression = images.compression
+        self._ids: np.ndarray | None = None
+
+    @property
+    def ids(self) -> np.ndarray:
+        """(N,) int64 GalaxyIDs, ascending; read once."""
+        if self._ids is None:
+            self._ids = np.asarray(self._f["ids"][:], dtype=np.int64)
+        return self._ids
+
+    def images(self, lo: int, hi: int) -> np.ndarray:
+        """uint8 (hi - lo, S, S, 3): rows lo..hi-1, one contiguous read."""
+        return self._f["images"][lo:hi]
+
+    def labels(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """float32 (hi - lo, 37) vote fractions of rows lo..hi-1 (all rows by default)."""
+        if not self.has_labels:
+            raise InputError(self.path, "has no labels (a test set?); training and scoring need a labelled file")
+        return self._f["labels"][lo:self.n_images if hi is None else hi]
+
+    @property
+    def normalization(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) per RGB channel on the 0-255 scale: what a reader subtracts and divides by."""
+        a = self._f.attrs
+        if "mean" not in a or "std" not in a:
+            raise InputError(self.path, "has no 'mean'/'std' attributes; rebuild it with `galaxyprep build`")
+        mean = np.asarray(a["mean"], dtype=np.float64)
+        std = np.asarray(a["std"], dtype=np.float64)
+        if mean.shape != (3,) or std.shape != (3,) or not np.all(np.isfinite(mean)) \
+                or not np.all(np.isfinite(std)) or not np.all(std > 0):
+            raise InputError(self.path, f"has an unusable normalization (mean {mean.tolist()}, std {std.tolist()}): "
+                                        "each must be 3 finite numbers, std above 0; rebuild the file")
+        return mean, std
+
+    @property
+    def info(self) -> GalaxyFileInfo:
+        """What the file holds and how it was built, without its pixels."""
+        attrs = {k: _plain(v) for k, v in self._f.attrs.items()}
+        mean, std = self.normalization
+        return GalaxyFileInfo(
+            path=str(self.path), n_images=self.n_images, size=self.size, crop=int(attrs.get("crop", 0)),
+            has_labels=self.has_labels, mean=mean, std=std, chunk_images=self.chunk_images,
+            compression=self.compression, source=str(attrs.get("source", "")),
+            labels_source=str(attrs.get("labels_source", "")), normalization=str(attrs.get("normalization", "")),
+            decoder=str(attrs.get("decoder", "")), decode_plan=str(attrs.get("decode_plan", "")),
+            galaxyprep_version=str(attrs.get("galaxyprep_version", "")),
+            build_params=json.loads(attrs.get("build_params", "{}")),
+            skipped=json.loads(attrs.get("skipped", "[]")), attrs=attrs)
+
+    @property
+    def is_open(self) -> bool:
+        return bool(self._f.id.valid)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "GalaxyFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _open_h5(path: Path, rdcc_nbytes: int) -> h5py.File:
+    """The HDF5 file, checked to be a galaxyprep file, or InputError saying why not.
 
     The chunk cache is enlarged from h5py's 1 MiB so that a block read that
     straddles chunks does not re-read them.
     """
-    path = Path(path)
     if not path.exists():
         raise InputError(path, "no such file")
     try:
@@ -90,30 +177,14 @@ def _check_layout(f: h5py.File, path: Path) -> None:
         raise InputError(path, f"'images' is {images.shape} {images.dtype}, expected (N, S, S, 3) uint8")
     if f["ids"].shape != (images.shape[0],):
         raise InputError(path, "'ids' and 'images' have different lengths")
-    if "labels" in f and f["labels"].shape != (images.shape[0], 37):
-        raise InputError(path, f"'labels' is {f['labels'].shape}, expected ({images.shape[0]}, 37)")
+    if "labels" in f and f["labels"].shape != (images.shape[0], N_CLASSES):
+        raise InputError(path, f"'labels' is {f['labels'].shape}, expected ({images.shape[0]}, {N_CLASSES})")
 
 
 def read_info(path: str | Path) -> GalaxyFileInfo:
     """Summarize a galaxyprep file without reading its pixels."""
-    with open_galaxy_file(path) as f:
-        attrs = {k: _plain(v) for k, v in f.attrs.items()}
-        images = f["images"]
-        return GalaxyFileInfo(
-            path=str(path),
-            n_images=int(images.shape[0]),
-            size=int(images.shape[1]),
-            crop=int(attrs.get("crop", 0)),
-            has_labels="labels" in f,
-            mean=np.asarray(f.attrs["mean"], dtype=np.float64),
-            std=np.asarray(f.attrs["std"], dtype=np.float64),
-            chunk_images=int(images.chunks[0]) if images.chunks else int(images.shape[0]),
-            compression=images.compression,
-            source=str(attrs.get("source", "")),
-            build_params=json.loads(attrs.get("build_params", "{}")),
-            skipped=json.loads(attrs.get("skipped", "[]")),
-            attrs=attrs,
-        )
+    with GalaxyFile(path) as f:
+        return f.info
 
 
 def _plain(value):
@@ -189,10 +260,8 @@ class GalaxyFileWriter:
                                            chunks=(max(chunk, 1024),), **early())
         self._labels = None
         if with_labels:
-            from .tree import CLASS_NAMES
-
-            self._labels = self._f.create_dataset("labels", shape=(n, 37), maxshape=(None, 37),
-                                                  dtype=np.float32, chunks=(max(chunk, 256), 37), **early())
+            self._labels = self._f.create_dataset("labels", shape=(n, N_CLASSES), maxshape=(None, N_CLASSES),
+                                                  dtype=np.float32, chunks=(max(chunk, 256), N_CLASSES), **early())
             self._labels.attrs["columns"] = np.array(CLASS_NAMES, dtype=h5py.string_dtype())
         self._start_raw(raw)
 
@@ -367,12 +436,6 @@ def write_galaxy_file(out: str | Path, images: np.ndarray, ids: np.ndarray,
         w.append(images, np.asarray(ids, dtype=np.int64),
                  None if labels is None else np.asarray(labels, dtype=np.float32), sums)
         base = {"crop": crop, "size": images.shape[1], "source": source, "labels_source": "",
-                "build_params": {}, "skipped": [], "galaxyprep_version": _version(), "decoder": "none"}
+                "build_params": {}, "skipped": [], "galaxyprep_version": __version__, "decoder": "none"}
         base.update(attrs or {})
         return w.commit(base)
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__

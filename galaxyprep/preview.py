@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw
 
 from .decode import probe_size
 from .errors import InputError
-from .galaxy_file import open_galaxy_file
+from .atomic import atomic_write
+from .galaxy_file import GalaxyFile
 from .sources import ImageSource
 
 
@@ -24,13 +25,13 @@ def preview(path: str | Path, out: str | Path, n: int = 8, seed: int = 0, tile: 
     stored images are shown.
     """
     out = Path(out)
-    with open_galaxy_file(path) as f:
-        total = f["images"].shape[0]
+    with GalaxyFile(path) as f:
+        total = f.n_images
         rows = np.sort(np.random.default_rng(seed).choice(total, size=min(n, total), replace=False))
-        stored = np.stack([f["images"][int(r)] for r in rows])
-        ids = f["ids"][:][rows]
-        crop = int(f.attrs.get("crop", 0))
-        source_path = f.attrs.get("source", "")
+        stored = np.stack([f.images(int(r), int(r) + 1)[0] for r in rows])
+        ids = f.ids[rows]
+        info = f.info
+    crop, source_path = info.crop, info.source
     source = _open_source(source_path)
     cols = 2 if source is not None else 1
     sheet = Image.new("RGB", (cols * tile + (cols + 1) * 4, len(rows) * (tile + 4) + 4), (40, 40, 40))
@@ -45,10 +46,8 @@ def preview(path: str | Path, out: str | Path, n: int = 8, seed: int = 0, tile: 
             x += tile + 4
         sheet.paste(Image.fromarray(img).resize((tile, tile), Image.NEAREST), (x, y))
         draw.text((x + 4, y + 4), f"{gid} ({img.shape[0]}px)", fill=(255, 255, 0))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    sheet.save(tmp, format="PNG")
-    tmp.replace(out)
+    with atomic_write(out, "wb") as f:
+        sheet.save(f, format="PNG")
     return out
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, List, Literal, Optional
+from typing import Callable, List, Optional
 
 import typer
 
-from galaxyprep.errors import InputError
+from galaxyprep import InputError
+
+from .choices import Augment, Head, Loss, LrSchedule
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train Galaxy Zoo morphology models from a galaxyprep HDF5 file.")
@@ -55,7 +57,7 @@ def fit(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="[default: 64]"),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Fraction held out for validation (0: none). Default: 0.1."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split, the shuffle and the weights. Default: 0."),
-    augment: Optional[Literal["none", "dihedral", "rotate"]] = typer.Option(
+    augment: Optional[Augment] = typer.Option(
         None, "--augment", help="dihedral: random 90-degree turns and flips; rotate: any angle, zoom, shift, flip. Default: none."),
     input_size: Optional[int] = typer.Option(
         None, "--input-size", help="Model input: centre (or random rotated) views of this many pixels of the stored images. Default: the stored size."),
@@ -65,7 +67,7 @@ def fit(
     use_multiprocessing: Optional[bool] = typer.Option(None, "--use-multiprocessing/--no-use-multiprocessing"),
     max_queue_size: Optional[int] = typer.Option(None, "--max-queue-size", help="Batches prepared ahead. Default: 10."),
     learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="Adam learning rate (the peak of a schedule). Default: 0.001."),
-    lr_schedule: Optional[Literal["constant", "cosine", "step"]] = typer.Option(
+    lr_schedule: Optional[LrSchedule] = typer.Option(
         None, "--lr-schedule", help="cosine: to 0 at the last epoch; step: x0.1 at half, x0.01 at three quarters. Default: constant."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW's decoupled weight decay (0: Adam). Default: 0."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images (quick tries)."),
@@ -76,9 +78,9 @@ def fit(
     mixed_precision: Optional[bool] = typer.Option(
         None, "--mixed-precision/--no-mixed-precision",
         help="float16 compute on a GPU, bfloat16 on a CPU (fast only with AMX or AVX512-BF16). Default: off."),
-    head: Optional[Literal["sigmoid", "tree"]] = typer.Option(
+    head: Optional[Head] = typer.Option(
         None, "--head", help="37 sigmoids, or outputs normalised along the decision tree. Default: sigmoid."),
-    loss: Optional[Literal["bce", "mse"]] = typer.Option(
+    loss: Optional[Loss] = typer.Option(
         None, "--loss", help="Binary cross-entropy (the student project's) or MSE (the metric's). Default: bce."),
     tree_warmup_epochs: Optional[int] = typer.Option(
         None, "--tree-warmup-epochs", help="Train the first K epochs with the tree normalisation off (--head tree). Default: 0."),
@@ -87,7 +89,7 @@ def fit(
     """Train a model; writes best.keras, last.keras, history.csv, config.json, training_curve.png."""
 
     def action() -> None:
-        from .fit import fit as fit_run
+        from .training import fit as fit_run
         from .recipes import resolve_fit_config
 
         config = resolve_fit_config(
@@ -122,7 +124,7 @@ def score(
     """Score a trained model: RMSE, per-question accuracy, ROC AUC, leaderboard place."""
 
     def action() -> None:
-        from .predict import score_run
+        from .inference import score_run
 
         first = run[0]
         target = report if report is not None else (first if first.is_dir() else first.parent) / "report.json"
@@ -144,7 +146,7 @@ def predict(
     """Write a Kaggle submission (GalaxyID,Class1.1,...,Class11.6) for every image of a file."""
 
     def action() -> None:
-        from .predict import predict_submission
+        from .inference import predict_submission
 
         predict_submission(run, data, out, tta=int(tta), batch_size=batch_size, log=_echo)
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-AUGMENTS = ("none", "dihedral", "rotate")
-HEADS = ("sigmoid", "tree")
-LOSSES = ("bce", "mse")
-LR_SCHEDULES = ("constant", "cosine", "step")
+from galaxyprep import InputError
+
+from .choices import AUGMENTS, HEADS, LOSSES, LR_SCHEDULES, Augment, Head, Loss, LrSchedule
 
 #: Options that must match a run directory's config.json to resume it.
 RESUME_KEYS = ("model", "head", "loss", "learning_rate", "batch_size", "val_fraction", "seed",
@@ -33,7 +32,7 @@ class FitConfig:
     batch_size: int = 64
     val_fraction: float = 0.1
     seed: int = 0
-    augment: str = "none"
+    augment: Augment = "none"
     workers: int = 1
     use_multiprocessing: bool = False
     max_queue_size: int = 10
@@ -42,8 +41,8 @@ class FitConfig:
     gpu_memory_limit: str | None = None
     memory_growth: bool = True
     mixed_precision: bool = False
-    head: str = "sigmoid"
-    loss: str = "bce"
+    head: Head = "sigmoid"
+    loss: Loss = "bce"
     #: The model's input: the centre (or, with augment "rotate", a random view) of this many
     #: pixels of the stored images; None: the stored size.
     input_size: int | None = None
@@ -53,7 +52,7 @@ class FitConfig:
     #: Epochs trained with the tree head's normalisation off (Dieleman's trick); head "tree" only.
     tree_warmup_epochs: int = 0
     #: constant; cosine (per batch, to 0 at the last epoch); step (x0.1 at half, x0.01 at three quarters).
-    lr_schedule: str = "constant"
+    lr_schedule: LrSchedule = "constant"
     #: Decoupled weight decay (AdamW) when > 0; plain Adam at 0.
     weight_decay: float = 0.0
     #: The named recipe the other values started from (galaxytrain.recipes), for the record.
@@ -67,8 +66,6 @@ class FitConfig:
 
     def check(self) -> None:
         """Raise InputError for an option out of range (before any heavy work)."""
-        from galaxyprep.errors import InputError
-
         def bad(option: str, problem: str) -> None:
             raise InputError(option, problem)
 

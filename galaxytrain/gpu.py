@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
-from galaxyprep.errors import InputError
+from galaxyprep import InputError
 
 _UNITS = {
     "": 1, "b": 1,

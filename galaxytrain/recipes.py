@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from galaxyprep.errors import InputError
+from galaxyprep import InputError
 
 from .config import FitConfig
 

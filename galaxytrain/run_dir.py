@@ -1,5 +1,8 @@
 """The run directory: what a training leaves behind, written so that kill -9 never corrupts it.
 
+This module is the directory's one reader and one writer: training commits
+epochs through it, prediction reads a run's record through it.
+
 Layout::
 
     config.json          every option, the data file's description, the split
@@ -27,6 +30,8 @@ import os
 import shutil
 from pathlib import Path
 
+from galaxyprep import write_json_atomic, write_text_atomic
+
 STATE_FORMAT = "galaxytrain-state"
 STATE_VERSION = 1
 
@@ -46,33 +51,6 @@ def sha256_file(path: Path) -> str:
 def _fsync(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary name beside `path`, then rename over it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 class RunDir:
@@ -132,7 +110,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.config, record)
 
-    def commit_epoch(self, model, state: dict, improved: bool, baseline: float | None = None) -> None:
+    def commit_epoch(self, model, state: dict, improved: bool) -> None:
         """Save last (and best when improved), then commit `state`, then rename into place."""
         model.save(self.last_tmp)
         _fsync(self.last_tmp)
@@ -148,7 +126,6 @@ class RunDir:
         if improved:
             os.replace(self.best_tmp, self.best)
         self.write_history(state["history"])
-        plot_training_curve(state["history"], self.curve, baseline=baseline)
 
     def write_history(self, history: list[dict]) -> None:
         write_text_atomic(self.history, history_csv(history))
@@ -196,33 +173,3 @@ def _read_json(path: Path) -> dict | None:
         return None
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-
-
-def plot_training_curve(history: list[dict], path: Path, baseline: float | None = None) -> None:
-    """Loss and RMSE per epoch (train and validation) as a PNG, written atomically.
-
-    `baseline` is the validation RMSE of predicting the training mean: a model
-    whose curve does not go below that line has learnt nothing from the images.
-    """
-    from matplotlib.figure import Figure  # Agg canvas, no pyplot global state
-
-    path = Path(path)
-    epochs = [row["epoch"] for row in history]
-    fig = Figure(figsize=(10, 4), dpi=100)
-    for ax, key, title in ((fig.add_subplot(1, 2, 1), "loss", "loss"), (fig.add_subplot(1, 2, 2), "rmse", "RMSE")):
-        for prefix, style in (("", "-o"), ("val_", "-s")):
-            values = [row.get(prefix + key) for row in history]
-            if any(v is not None for v in values):
-                ax.plot(epochs, [math.nan if v is None else v for v in values], style, ms=3,
-                        label="validation" if prefix else "training")
-        if key == "rmse" and baseline is not None:
-            ax.axhline(baseline, color="grey", ls="--", lw=1, label=f"mean predictor ({baseline:.4f})")
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)

@@ -55,8 +55,7 @@ def machine_signature() -> str:
 
 def tiny_files(folder: Path) -> tuple[Path, Path]:
     """A labelled and an unlabelled file of random pixels (the tests' `make_galaxy_file`, seeds fixed)."""
-    from galaxyprep import write_galaxy_file
-    from galaxyprep.tree import normalize_tree
+    from galaxyprep import normalize_tree, write_galaxy_file
 
     out = []
     for name, n, seed, labelled in (("train.h5", 96, 3, True), ("test.h5", 40, 11, False)):
@@ -70,16 +69,16 @@ def tiny_files(folder: Path) -> tuple[Path, Path]:
 
 def run_fit(data: Path, out: Path, options: dict) -> list[dict]:
     from galaxytrain.config import FitConfig
-    from galaxytrain.fit import fit
+    from galaxytrain.run_dir import read_history_csv
+    from galaxytrain.training import fit
 
     fit(FitConfig(data=data, out=out, verbose=0, **options), log=lambda line: None)
-    from galaxytrain.run_dir import read_history_csv
 
     return [{k: row[k] for k in HISTORY_KEYS} for row in read_history_csv(out / "history.csv")]
 
 
 def run_inference(run: Path, labelled: Path, unlabelled: Path, folder: Path) -> dict:
-    from galaxytrain.predict import predict_submission, score_run
+    from galaxytrain.inference import predict_submission, score_run
 
     found = {}
     for tta in (1, 16):

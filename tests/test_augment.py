@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from galaxytrain.augment import (
+from galaxytrain.data.kernels import (
     dihedral_batch,
     dihedral_batch_serial,
     rotate_zoom_batch,

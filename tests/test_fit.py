@@ -11,15 +11,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from galaxyprep.errors import InputError
-from galaxyprep.galaxy_file import open_galaxy_file
+from galaxyprep import GalaxyFile, InputError
 from galaxytrain.config import FitConfig
-from galaxytrain.fit import fit, load_keras_model
 from galaxytrain.gpu import configure_gpus, parse_memory_size, peak_gpu_memory
-from galaxytrain.metrics import rmse
-from galaxytrain.predict import predict_arrays
+from galaxytrain.data import split_rows
+from galaxytrain.evaluation import rmse
+from galaxytrain.inference import predict_file
+from galaxytrain.models import load_model
 from galaxytrain.run_dir import RunDir, read_history_csv, sha256_file
-from galaxytrain.split import split_rows
+from galaxytrain.training import fit
 
 # Keras 3.15 calls np.array(x, copy=False) on its variables under numpy 2.4: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -34,8 +34,8 @@ def _config(data, out, **kw):
 
 
 def _labels_ids(path):
-    with open_galaxy_file(path) as f:
-        return f["labels"][:].astype(np.float64), f["ids"][:]
+    with GalaxyFile(path) as f:
+        return f.labels().astype(np.float64), f.ids
 
 
 @pytest.fixture
@@ -75,8 +75,8 @@ def test_fit_writes_every_artifact_and_consistent_numbers(tiny, tmp_path):
     assert result.baseline_val_rmse == pytest.approx(expected, rel=1e-9)
 
     # The RMSE metric Keras logged for validation is the Kaggle RMSE of last.keras on those rows.
-    model = load_keras_model(out / "last.keras", compile=False)
-    _, preds = predict_arrays(model, tiny, tta=1, batch_size=32)
+    model = load_model(out / "last.keras", compile=False)
+    _, preds = predict_file(model, tiny, tta=1, batch_size=32)
     assert history[-1]["val_rmse"] == pytest.approx(rmse(labels[val_rows], preds[val_rows]), abs=2e-5)
 
     state = json.loads((out / "state.json").read_text())
@@ -97,7 +97,7 @@ def test_fit_resumes_with_the_optimizer_state_and_refuses_other_options(tiny, tm
     assert result.initial_epoch == 1 and result.epochs_done == 2
     assert any("resuming" in line and "epoch 2/2" in line for line in logged)
     assert [row["epoch"] for row in read_history_csv(out / "history.csv")] == [1, 2]
-    model = load_keras_model(out / "last.keras")
+    model = load_model(out / "last.keras")
     assert int(model.optimizer.iterations) == 2 * steps  # continued, not restarted
 
     # Nothing left to do: no training, no change.
@@ -199,9 +199,9 @@ def test_gpu_options_on_a_machine_without_gpu_log_and_carry_on():
 
 
 def test_rotated_views_tree_warmup_and_cosine_schedule_agree_with_predict(make_galaxy_file, tmp_path):
-    from galaxytrain.fit import scheduled_learning_rate
-    from galaxytrain.predict import load_run
-    from galaxytrain.tree_head import _tree_heads
+    from galaxytrain.inference import load_run
+    from galaxytrain.models.tree_head import tree_heads
+    from galaxytrain.training.schedule import scheduled_learning_rate
 
     data = make_galaxy_file(n=80, size=27, seed=4)
     out = tmp_path / "run"
@@ -209,9 +209,9 @@ def test_rotated_views_tree_warmup_and_cosine_schedule_agree_with_predict(make_g
                    tree_warmup_epochs=1, lr_schedule="cosine", learning_rate=0.004, weight_decay=1e-4)
     fit(_config(data, out, epochs=1, **options), log=lambda s: None)
     # Epoch 1 was the warm-up: its checkpoint has the tree normalisation off; predict switches it on.
-    raw = load_keras_model(out / "last.keras", compile=False)
-    assert [head.normalize for head in _tree_heads(raw)] == [False]
-    assert [head.normalize for head in _tree_heads(load_run(out, "last").model)] == [True]
+    raw = load_model(out / "last.keras", compile=False)
+    assert [head.normalize for head in tree_heads(raw)] == [False]
+    assert [head.normalize for head in tree_heads(load_run(out, "last").model)] == [True]
 
     logged = []
     result = fit(_config(data, out, epochs=3, **options), log=logged.append)  # resumed
@@ -220,7 +220,7 @@ def test_rotated_views_tree_warmup_and_cosine_schedule_agree_with_predict(make_g
     record = json.loads((out / "config.json").read_text())
     assert record["model"]["input_shape"] == [22, 22, 3] and record["config"]["input_size"] == 22
     assert record["config"]["augment"] == "rotate" and record["data"]["image_size"] == 27
-    assert type(load_keras_model(out / "last.keras").optimizer).__name__ == "AdamW"
+    assert type(load_model(out / "last.keras").optimizer).__name__ == "AdamW"
     # The first normalised epoch is best whatever the warm-up's loss was.
     assert result.best_epoch >= 2
 
@@ -237,16 +237,16 @@ def test_rotated_views_tree_warmup_and_cosine_schedule_agree_with_predict(make_g
     # What validation measured is what score and predict compute: the same centre view.
     for which, epoch in (("last", 3), ("best", result.best_epoch)):
         trained = load_run(out, which)
-        _, preds = predict_arrays(trained.model, data, tta=1, batch_size=32, normalization=trained.normalization,
+        _, preds = predict_file(trained.model, data, tta=1, batch_size=32, normalization=trained.normalization,
                                   source_size=trained.source_size)
         row = next(r for r in history if r["epoch"] == epoch)
         assert row["val_rmse"] == pytest.approx(rmse(labels[val_rows], preds[val_rows]), abs=2e-5)
     with pytest.raises(InputError, match="but the model takes 22x22x3"):
-        predict_arrays(trained.model, data, tta=1)  # without the run's word, a smaller input is refused
+        predict_file(trained.model, data, tta=1)  # without the run's word, a smaller input is refused
 
 
 def test_learning_rate_schedules_and_new_option_checks(tiny, tmp_path):
-    from galaxytrain.fit import scheduled_learning_rate
+    from galaxytrain.training.schedule import scheduled_learning_rate
 
     assert scheduled_learning_rate("constant", 0.01, 0.7) == 0.01
     assert scheduled_learning_rate("cosine", 0.01, 0.0) == pytest.approx(0.01)

@@ -16,8 +16,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from galaxyprep.errors import InputError  # noqa: E402
-from galaxytrain.loader import GalaxyBatches  # noqa: E402
+from galaxyprep import InputError  # noqa: E402
+from galaxytrain.data import CentreView, DihedralView, GalaxyBatches  # noqa: E402
 
 
 def stored(path):
@@ -82,7 +82,7 @@ def test_dihedral_batches_are_transforms_of_the_stored_images(make_galaxy_file):
     path = make_galaxy_file(n=48, size=8, seed=5)
     images, ids, labels, _, _ = stored(path)
     row_of = {int(i): r for r, i in enumerate(ids)}
-    ds = GalaxyBatches(path, batch_size=16, augment="dihedral", normalize=False, seed=2)
+    ds = GalaxyBatches(path, batch_size=16, view=DihedralView(8), normalize=False, seed=2)
     used = set()
     for i in range(len(ds)):
         x, y = ds[i]
@@ -150,7 +150,7 @@ def test_reads_are_contiguous_slices_only(make_galaxy_file, monkeypatch):
         keys.append((self.name, key))
         return original(self, key, *args, **kwargs)
 
-    ds = GalaxyBatches(path, rows, batch_size=16, block_images=8, augment="dihedral")
+    ds = GalaxyBatches(path, rows, batch_size=16, block_images=8, view=DihedralView(8))
     monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
     one_epoch(ds)
     image_keys = [k for name, k in keys if name == "/images"]
@@ -167,14 +167,13 @@ def test_handle_is_opened_per_process(make_galaxy_file, monkeypatch):
     path = make_galaxy_file(n=40, size=8)
     ds = GalaxyBatches(path, batch_size=8, shuffle=False)
     first = ds[0]
-    handle = ds._file
-    assert handle is not None and handle.id.valid
+    handle = ds._file.get()
+    assert handle.is_open
     real_pid = os.getpid()
     monkeypatch.setattr(os, "getpid", lambda: real_pid + 100_000)
     second = ds[0]
-    assert ds._file is not handle and ds._file.id.valid
-    assert handle.id.valid  # the "parent's" handle is left alone
-    # Another process means serial kernels: the same numbers, bit for bit.
+    assert ds._file.get() is not handle and ds._file.get().is_open
+    assert handle.is_open  # the "parent's" handle is left alone
     np.testing.assert_array_equal(second[0], first[0])
     np.testing.assert_array_equal(second[1], first[1])
     monkeypatch.undo()
@@ -189,7 +188,7 @@ def _fork_batch(args):
 
 def test_forked_workers_read_the_same_batches(make_galaxy_file):
     path = make_galaxy_file(n=96, size=8, chunk_images=8)
-    ds = GalaxyBatches(path, batch_size=16, augment="dihedral", seed=3)
+    ds = GalaxyBatches(path, batch_size=16, view=DihedralView(8), seed=3)
     ds.set_epoch(2)
     expected = one_epoch(ds)  # opens the file and runs the parallel kernels before the fork
     context = multiprocessing.get_context("fork")
@@ -206,12 +205,12 @@ def test_forked_workers_read_the_same_batches(make_galaxy_file):
 
 def test_pickles_without_the_handle(make_galaxy_file):
     path = make_galaxy_file(n=50, size=8)
-    ds = GalaxyBatches(path, batch_size=8, augment="dihedral", seed=9)
+    ds = GalaxyBatches(path, batch_size=8, view=DihedralView(8), seed=9)
     ds.set_epoch(3)
     x, y = ds[2]
-    assert ds._file is not None
+    assert ds._file._value is not None
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._file is None and ds._file is not None
+    assert clone._file._value is None and ds._file._value is not None
     assert clone.epoch == 3 and clone.workers == ds.workers
     cx, cy = clone[2]
     np.testing.assert_array_equal(cx, x)
@@ -238,7 +237,7 @@ def test_keras_settings_reach_the_base_class(make_galaxy_file):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(batch_size=0), "batch_size"),
-    (dict(augment="mirror"), "augment"),
+    (dict(view=CentreView(9)), "the view is 9 pixels"),
     (dict(seed=-1), "seed"),
     (dict(block_images=0), "block_images"),
     (dict(rows=np.array([0, 20])), "rows"),
@@ -271,7 +270,7 @@ FIT_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     import keras
-    from galaxytrain.loader import GalaxyBatches
+    from galaxytrain.data import DihedralView, GalaxyBatches
 
     path, log = sys.argv[1], Path(sys.argv[2])
 
@@ -282,7 +281,7 @@ FIT_SCRIPT = textwrap.dedent("""
             return batch
 
     rows = np.arange(100)
-    train = Logged(path, rows[:80], batch_size=16, block_images=8, augment="dihedral", seed=1,
+    train = Logged(path, rows[:80], batch_size=16, block_images=8, view=DihedralView(8), seed=1,
                    workers=2, use_multiprocessing=True)
     val = GalaxyBatches(path, rows[80:], batch_size=16, shuffle=False, workers=2, use_multiprocessing=True)
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),

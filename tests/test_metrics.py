@@ -7,8 +7,8 @@ import pytest
 from sklearn.metrics import mean_squared_error, roc_auc_score, roc_curve
 
 from galaxyprep.tree import CLASS_NAMES, QUESTION_NAMES, QUESTION_SLICES, normalize_tree, parent_totals
-from galaxytrain.leaderboard import N_TEAMS, TOP_SCORES, leaderboard_place
-from galaxytrain.metrics import (
+from galaxytrain.evaluation.leaderboard import N_TEAMS, TOP_SCORES, leaderboard_place
+from galaxytrain.evaluation.metrics import (
     binary_auc,
     question_accuracy,
     rmse,

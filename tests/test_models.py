@@ -17,7 +17,7 @@ from galaxytrain.models import (
     create_model,
     register_model,
 )
-from galaxytrain.models._heads import output_head
+from galaxytrain.models.heads import output_head
 from galaxytrain.models.vgg6 import MIN_INPUT_SIZE
 
 # Keras 3.15 calls np.array(x, copy=False) on its variables under numpy 2.4: not ours to fix.
@@ -110,7 +110,7 @@ def test_vgg6_outputs_are_probabilities():
 
 
 def test_tree_head_replaces_the_sigmoid_by_a_softplus_dense_and_the_tree_layer():
-    from galaxytrain.tree_head import GalaxyTreeHead
+    from galaxytrain.models import GalaxyTreeHead
 
     model = create_model("vgg6", (32, 32, 3), head="tree")
     dense, head = model.layers[-2], model.layers[-1]
@@ -224,7 +224,7 @@ def test_a_saved_galaxy_parts_model_loads_in_a_fresh_process(tmp_path):
 
     path = tmp_path / "parts.keras"
     create_model("galaxy_parts", (32, 32, 3), head="tree", widths=(8, 16), convs=(1, 1), dense=8).save(path)
-    code = (f"from galaxytrain.fit import load_keras_model; m = load_keras_model({str(path)!r}, compile=False); "
+    code = (f"from galaxytrain.models import load_model; m = load_model({str(path)!r}, compile=False); "
             "print(m.get_layer('parts').n_parts)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

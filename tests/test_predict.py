@@ -1,4 +1,4 @@
-"""predict_arrays, the Kaggle submission file, test-time augmentation, and score."""
+"""predict_file, the Kaggle submission file, test-time augmentation, and score."""
 
 from __future__ import annotations
 
@@ -12,18 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from galaxyprep.errors import InputError
-from galaxyprep.galaxy_file import open_galaxy_file, read_info
-from galaxyprep.tree import CLASS_NAMES
-from galaxytrain.metrics import rmse
-from galaxytrain.predict import (
-    TTA_VIEWS,
-    dihedral_views,
-    predict_arrays,
-    predict_submission,
-    score_run,
-    write_submission,
-)
+from galaxyprep import CLASS_NAMES, GalaxyFile, InputError, read_info
+from galaxytrain.data import Normalization, TestTimeViews
+from galaxytrain.data.views import TTA_TURNS, TTA_VIEWS
+from galaxytrain.evaluation import rmse
+from galaxytrain.inference import predict_file, predict_submission, score_run, write_submission
 
 # Keras 3.15 calls np.array(x, copy=False) on its variables under numpy 2.4: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -60,8 +53,8 @@ def _reference(model, images_u8, mean, std, views):
 
 
 def _read(path):
-    with open_galaxy_file(path) as f:
-        return f["images"][:], f["ids"][:], (f["labels"][:] if "labels" in f else None)
+    with GalaxyFile(path) as f:
+        return f.images(0, f.n_images), f.ids, (f.labels() if f.has_labels else None)
 
 
 @pytest.fixture
@@ -76,29 +69,28 @@ def run_dir(tmp_path):
     return run
 
 
-def test_dihedral_views_are_the_eight_symmetries():
-    x = np.random.default_rng(0).random((2, 5, 5, 3))
-    views = dihedral_views(x, 8).reshape(8, 2, 5, 5, 3)
-    reference = []
-    for m in (False, True):
-        for k in range(4):
-            reference.append(np.rot90(np.flip(x, axis=2) if m else x, k, axes=(1, 2)))
-    assert len({v.tobytes() for v in views}) == 8
-    assert {v.tobytes() for v in views} == {r.tobytes() for r in reference}
-    np.testing.assert_array_equal(dihedral_views(x, 1), x)
-    for n in (2, 4):
-        assert dihedral_views(x, n).shape == (n * 2, 5, 5, 3)
+@pytest.mark.parametrize("tta", [1, 2, 4, 8])
+def test_test_time_views_are_the_listed_symmetries_in_order(tta):
+    x = np.random.default_rng(0).integers(0, 256, (2, 5, 5, 3), dtype=np.uint8)
+    views = TestTimeViews(5, tta)(x).reshape(tta, 2, 5, 5, 3)
+    # TTA_VIEWS lists (quarter turns, mirrored): mirror the columns first, then turn.
+    reference = [np.rot90(np.flip(x, axis=2) if m else x, k, axes=(1, 2)) for k, m in TTA_VIEWS[tta]]
+    np.testing.assert_array_equal(views, np.stack(reference))
+    assert len({v.tobytes() for v in views}) == tta
+
+
+def test_test_time_views_refuse_other_counts():
     with pytest.raises(InputError, match="--tta"):
-        dihedral_views(x, 3)
+        TestTimeViews(5, 3)
 
 
 @pytest.mark.parametrize("tta", [1, 2, 4, 8])
-def test_predict_arrays_matches_numpy_reference(make_galaxy_file, tta):
+def test_predict_file_matches_numpy_reference(make_galaxy_file, tta):
     path = make_galaxy_file(n=21, size=SIZE, labels=False, first_id=5000)
     images, ids, _ = _read(path)
     info = read_info(path)
     model = _pixel_model()
-    got_ids, preds = predict_arrays(model, path, tta=tta, batch_size=8)
+    got_ids, preds = predict_file(model, path, tta=tta, batch_size=8)
     np.testing.assert_array_equal(got_ids, ids)
     expected = _reference(model, images, info.mean, info.std, TTA_VIEWS[tta])
     np.testing.assert_allclose(preds, expected, atol=2e-5)
@@ -107,12 +99,12 @@ def test_predict_arrays_matches_numpy_reference(make_galaxy_file, tta):
         assert np.abs(plain - expected).max() > 1e-3
 
 
-def test_predict_arrays_uses_the_given_normalization(make_galaxy_file):
+def test_predict_file_uses_the_given_normalization(make_galaxy_file):
     path = make_galaxy_file(n=5, size=SIZE, labels=False)
     images, _, _ = _read(path)
     mean, std = np.array([10.0, 20.0, 30.0]), np.array([40.0, 50.0, 60.0])
     model = _pixel_model()
-    _, preds = predict_arrays(model, path, normalization=(mean, std))
+    _, preds = predict_file(model, path, normalization=Normalization(mean, std))
     np.testing.assert_allclose(preds, _reference(model, images, mean, std, TTA_VIEWS[1]), atol=2e-5)
 
 
@@ -149,10 +141,10 @@ def test_score_writes_json_with_the_rmse_of_the_predictions(make_galaxy_file, ru
     printed = []
     report = score_run(run_dir, path, report_path, tta=2, batch_size=16, log=printed.append)
     saved = json.loads(report_path.read_text())
-    from galaxytrain.predict import load_run
+    from galaxytrain.inference import load_run
 
     trained = load_run(run_dir)
-    _, preds = predict_arrays(trained.model, path, tta=2, normalization=trained.normalization)
+    _, preds = predict_file(trained.model, path, tta=2, normalization=trained.normalization)
     expected = rmse(labels, np.clip(preds, 0, 1))
     assert saved["rmse"] == pytest.approx(expected, rel=1e-6) == report["rmse"]
     assert saved["meta"]["tta"] == 2 and saved["meta"]["n_images"] == 40
@@ -220,18 +212,17 @@ def _turned_reference(model, images_u8, mean, std, turns, size):
 
 @pytest.mark.parametrize("tta", [16, 24, 32])
 def test_rotated_test_time_views_match_numpy_reference(make_galaxy_file, tta):
-    from galaxytrain.predict import TTA_TURNS
 
     path = make_galaxy_file(n=11, size=SIZE, labels=False)
     images, _, _ = _read(path)
     info = read_info(path)
     model = _pixel_model()
-    _, preds = predict_arrays(model, path, tta=tta, batch_size=4)
+    _, preds = predict_file(model, path, tta=tta, batch_size=4)
     assert len(TTA_TURNS[tta]) * 8 == tta
     expected = _turned_reference(model, images, info.mean, info.std, TTA_TURNS[tta], SIZE)
     # The kernel and the reference may round a pixel differently now and then: far below a view's effect.
     np.testing.assert_allclose(preds, expected, atol=2e-4)
-    _, eight = predict_arrays(model, path, tta=8, batch_size=4)
+    _, eight = predict_file(model, path, tta=8, batch_size=4)
     assert np.abs(preds - eight).max() > 1e-2
 
 
@@ -242,7 +233,7 @@ def test_a_model_trained_on_views_predicts_from_the_centre_view(make_galaxy_file
     info = read_info(path)
     model = _pixel_model()  # takes SIZE x SIZE
     for tta in (1, 8, 16):
-        _, preds = predict_arrays(model, path, tta=tta, batch_size=4, source_size=stored)
+        _, preds = predict_file(model, path, tta=tta, batch_size=4, source_size=stored)
         turns = (0.0,) if tta <= 8 else (0.0, 45.0)
         if tta == 1:
             from test_augment import rotate_zoom_reference
@@ -258,14 +249,14 @@ def test_a_model_trained_on_views_predicts_from_the_centre_view(make_galaxy_file
     # Trained from another stored size (or nobody says): the file does not fit the model.
     for source in (None, stored + 1):
         with pytest.raises(InputError, match=f"but the model takes {SIZE}x{SIZE}x3"):
-            predict_arrays(model, path, source_size=source)
+            predict_file(model, path, source_size=source)
 
 
 def test_load_run_switches_the_tree_normalisation_on(tmp_path):
-    from galaxyprep.tree import normalize_tree
+    from galaxyprep import normalize_tree
     from galaxytrain.models import create_model
-    from galaxytrain.predict import load_run
-    from galaxytrain.tree_head import set_normalize
+    from galaxytrain.inference import load_run
+    from galaxytrain.models import set_normalize
 
     model = create_model("vgg6", (SIZE, SIZE, 3), head="tree")
     set_normalize(model, False)  # as a checkpoint of a warm-up epoch was saved

@@ -14,7 +14,7 @@ from galaxyprep.errors import InputError
 from galaxytrain.cli import app
 from galaxytrain.config import FitConfig
 from galaxytrain.models import available_models, create_model
-from galaxytrain.predict import TTA_CHOICES
+from galaxytrain.data.views import TTA_CHOICES
 from galaxytrain.recipes import RECIPES, get_recipe, recipe_names, resolve_fit_config
 
 # Keras 3.15 calls np.array(x, copy=False) on its variables under numpy 2.4: not ours to fix.

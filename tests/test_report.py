@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from galaxyprep.tree import CLASS_NAMES, QUESTION_NAMES, normalize_tree
-from galaxytrain.leaderboard import leaderboard_place
-from galaxytrain.metrics import question_accuracy, rmse, rmse_mean_predictor, roc_auc_binarized
-from galaxytrain.report import build_report, format_report, write_report
+from galaxytrain.evaluation.leaderboard import leaderboard_place
+from galaxytrain.evaluation.metrics import question_accuracy, rmse, rmse_mean_predictor, roc_auc_binarized
+from galaxytrain.evaluation.report import build_report, format_report, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -56,9 +56,8 @@ def test_report_is_strict_json(tmp_path):
     write_report({**r, "rmse": 0.5}, out)  # replaces in place, leaves no temporary file
     assert json.loads(out.read_text())["rmse"] == 0.5
     assert [f.name for f in out.parent.iterdir()] == ["report.json"]
-    with pytest.raises(ValueError):
-        write_report({"x": float("nan")}, tmp_path / "nan.json")
-    assert not (tmp_path / "nan.json").exists()
+    # An undefined number is written as null, never as the non-JSON NaN.
+    assert json.loads(write_report({"x": float("nan")}, tmp_path / "nan.json").read_text()) == {"x": None}
 
 
 def test_plots_are_valid_pngs(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from galaxytrain.augment import RotateRanges, centre_view, draw_views, rotated_views  # noqa: E402
-from galaxytrain.loader import GalaxyBatches  # noqa: E402
+from galaxytrain.data import GalaxyBatches, training_view  # noqa: E402
+from galaxytrain.data.views import RotateRanges, centre_view, draw_views, rotated_views  # noqa: E402
 from test_augment import rotate_zoom_reference  # noqa: E402
 
 
@@ -49,7 +49,6 @@ def test_centre_view_is_the_identity_transform(size, out):
     assert view.shape == (3, out, out, 3)
     expected = np.stack([rotate_zoom_reference(im, 0.0, 1.0, 0.0, 0.0, False, out) for im in images])
     np.testing.assert_array_equal(view, expected)
-    np.testing.assert_array_equal(centre_view(images, out, serial=True), expected)
     if (size - out) % 2 == 0:  # a whole-pixel margin: exactly the middle of the stored image
         m = (size - out) // 2
         np.testing.assert_array_equal(view, images[:, m:m + out, m:m + out])
@@ -61,8 +60,7 @@ def test_rotate_batches_are_the_reference_transform_of_their_stored_images(make_
     path = make_galaxy_file(n=40, size=21, chunk_images=8)
     images, ids, labels, mean, std = stored(path)
     ranges = RotateRanges(max_shift=2.5, max_zoom=1.2)
-    ds = GalaxyBatches(path, batch_size=16, augment="rotate", out_size=15, rotate_ranges=ranges,
-                       normalize=False, seed=4)
+    ds = GalaxyBatches(path, batch_size=16, view=training_view("rotate", 15, ranges), normalize=False, seed=4)
     ds.set_epoch(1)
     seen_flip = set()
     for index in range(len(ds)):
@@ -81,35 +79,34 @@ def test_rotate_batches_are_the_reference_transform_of_their_stored_images(make_
             assert diff.max() <= 1 and (diff > 0).mean() < 0.01
     assert seen_flip == {0, 1}
     # Normalized: the same views through (x - mean) / std.
-    xn, _ = GalaxyBatches(path, batch_size=16, augment="rotate", out_size=15, rotate_ranges=ranges, seed=4,
-                          )[0]
-    xr, _ = GalaxyBatches(path, batch_size=16, augment="rotate", out_size=15, rotate_ranges=ranges, seed=4,
-                          normalize=False)[0]
+    view = training_view("rotate", 15, ranges)
+    xn, _ = GalaxyBatches(path, batch_size=16, view=view, seed=4)[0]
+    xr, _ = GalaxyBatches(path, batch_size=16, view=view, seed=4, normalize=False)[0]
     np.testing.assert_allclose(xn, (xr - mean.astype(np.float32)) / std.astype(np.float32), rtol=1e-5, atol=1e-5)
 
 
 def test_rotations_differ_between_epochs_and_repeat_within_one(make_galaxy_file):
     path = make_galaxy_file(n=32, size=16)
-    ds = GalaxyBatches(path, batch_size=32, augment="rotate", normalize=False, shuffle=False, seed=1)
+    ds = GalaxyBatches(path, batch_size=32, view=training_view("rotate", 16), normalize=False, shuffle=False,
+                       seed=1)
     first, again = ds[0][0], ds[0][0]
     np.testing.assert_array_equal(first, again)
     ds.on_epoch_end()
     assert not np.array_equal(ds[0][0], first)
 
 
-@pytest.mark.parametrize("augment", [None, "dihedral"])
+@pytest.mark.parametrize("augment", ["none", "dihedral"])
 def test_fixed_views_are_centre_views(make_galaxy_file, augment):
     path = make_galaxy_file(n=24, size=20)
     images, ids, _, _, _ = stored(path)
-    full = GalaxyBatches(path, batch_size=8, augment=augment, normalize=False, seed=2)
-    small = GalaxyBatches(path, batch_size=8, augment=augment, out_size=13, normalize=False, seed=2)
+    full = GalaxyBatches(path, batch_size=8, view=training_view(augment, 20), normalize=False, seed=2)
+    small = GalaxyBatches(path, batch_size=8, view=training_view(augment, 13), normalize=False, seed=2)
     for index in range(len(full)):
         np.testing.assert_array_equal(small.batch_ids(index), full.batch_ids(index))
         np.testing.assert_array_equal(small[index][0], centre_view(full[index][0], 13))
-    with pytest.raises(ValueError, match="out_size"):
-        GalaxyBatches(path, out_size=21)
-    with pytest.raises(ValueError, match="out_size"):
-        GalaxyBatches(path, out_size=0)
+    for size in (21, 0):
+        with pytest.raises(ValueError, match=f"the view is {size} pixels"):
+            GalaxyBatches(path, view=training_view(augment, size))
 
 
 def _fork_batch(args):
@@ -120,7 +117,7 @@ def _fork_batch(args):
 
 def test_forked_workers_compute_the_same_rotated_batches(make_galaxy_file):
     path = make_galaxy_file(n=64, size=16, chunk_images=8)
-    ds = GalaxyBatches(path, batch_size=16, augment="rotate", out_size=12, seed=3)
+    ds = GalaxyBatches(path, batch_size=16, view=training_view("rotate", 12), seed=3)
     ds.set_epoch(2)
     expected = [ds[i] for i in range(len(ds))]  # the parallel kernels run before the fork
     with multiprocessing.get_context("fork").Pool(2) as pool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from galaxytrain.split import split_rows, unit_hash
+from galaxytrain.data.split import split_rows, unit_hash
 
 
 def real_like_ids(n: int, seed: int = 0) -> np.ndarray:

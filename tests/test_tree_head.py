@@ -13,7 +13,8 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from galaxyprep.tree import QUESTION_SLICES, normalize_tree, tree_violation  # noqa: E402
-from galaxytrain.tree_head import EnableTreeNormalization, GalaxyTreeHead, set_normalize  # noqa: E402
+from galaxytrain.models import GalaxyTreeHead, set_normalize  # noqa: E402
+from galaxytrain.training.callbacks import EnableTreeNormalization  # noqa: E402
 
 
 def _raw(n: int, seed: int, every_question_positive: bool = True) -> np.ndarray:

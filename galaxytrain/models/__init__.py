@@ -12,7 +12,8 @@ from typing import Callable
 
 import keras
 
-from ._heads import HEADS, output_head
+from ..choices import HEADS, Head
+from .heads import output_head
 
 ModelBuilder = Callable[..., keras.Model]
 
@@ -44,7 +45,7 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, input_shape: tuple[int, int, int], *, head: str = "sigmoid",
+def create_model(name: str, input_shape: tuple[int, int, int], *, head: Head = "sigmoid",
                  **kw) -> keras.Model:
     """Build an uncompiled model; head is "sigmoid" (37 sigmoids) or "tree" (GalaxyTreeHead)."""
     if name not in _REGISTRY:
@@ -54,7 +55,10 @@ def create_model(name: str, input_shape: tuple[int, int, int], *, head: str = "s
     return _REGISTRY[name](tuple(int(v) for v in input_shape), head=head, **kw)
 
 
-# Importing a family registers it.
+# Importing a family registers it (and its custom layers, for loading).
 from . import galaxy_cnn, galaxy_parts, vgg6  # noqa: E402,F401
+from .io import load_model, load_model_for_prediction  # noqa: E402
+from .tree_head import GalaxyTreeHead, set_normalize  # noqa: E402
 
-__all__ = ["InputShapeError", "UnknownModelError", "available_models", "create_model", "output_head", "register_model"]
+__all__ = ["GalaxyTreeHead", "InputShapeError", "UnknownModelError", "available_models", "create_model",
+           "load_model", "load_model_for_prediction", "output_head", "register_model", "set_normalize"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 
 from . import InputShapeError, register_model
-from ._heads import output_head
+from .heads import output_head
 
 
 def _conv_relu(x, filters: int, name: str, momentum: float | None):

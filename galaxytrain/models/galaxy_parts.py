@@ -19,7 +19,7 @@ import keras
 from keras import ops
 
 from . import InputShapeError, register_model
-from ._heads import output_head
+from .heads import output_head
 from .galaxy_cnn import conv_stages
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import keras
 
 from . import InputShapeError, register_model
-from ._heads import output_head
+from .heads import output_head
 
 
 #: Two 'valid' 3x3 convs take 4 px, the 2x2 pool halves, two more take 4 px,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import keras
 
-N_OUTPUTS = 37
-HEADS = ("sigmoid", "tree")
+from galaxyprep import N_CLASSES
+
+from ..choices import HEADS, Head
+from .tree_head import GalaxyTreeHead
 
 
-def output_head(x, head: str, name: str = "predictions", softplus_logits: bool = True):
+def output_head(x, head: Head, name: str = "predictions", softplus_logits: bool = True):
     """Dense(37) then sigmoid, or linear Dense(37) then the decision-tree normalisation.
 
     ``softplus_logits`` (tree head): the 37 values entering the tree layer
@@ -22,11 +24,9 @@ def output_head(x, head: str, name: str = "predictions", softplus_logits: bool =
     outputs for the loss (the Keras mixed-precision rule for the last layer).
     """
     if head == "sigmoid":
-        return keras.layers.Dense(N_OUTPUTS, activation="sigmoid", dtype="float32", name=name)(x)
+        return keras.layers.Dense(N_CLASSES, activation="sigmoid", dtype="float32", name=name)(x)
     if head == "tree":
-        from ..tree_head import GalaxyTreeHead
-
-        z = keras.layers.Dense(N_OUTPUTS, activation="softplus" if softplus_logits else None, dtype="float32",
+        z = keras.layers.Dense(N_CLASSES, activation="softplus" if softplus_logits else None, dtype="float32",
                                name=f"{name}_logits")(x)
         return GalaxyTreeHead(dtype="float32", name=name)(z)
     raise ValueError(f"unknown head {head!r}; available: {', '.join(HEADS)}")

@@ -19,9 +19,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from galaxyprep.tree import CLASS_NAMES, PARENT_COLUMN, QUESTION_SLICES, SCALING_ORDER
+from galaxyprep import N_CLASSES, PARENT_COLUMN, QUESTION_SLICES, SCALING_ORDER
 
-_N = len(CLASS_NAMES)
+_N = N_CLASSES
 
 
 def _question_of_column(col: int) -> int:
@@ -93,12 +93,12 @@ class GalaxyTreeHead(keras.layers.Layer):
         return config
 
 
-def _tree_heads(layer) -> list[GalaxyTreeHead]:
+def tree_heads(layer) -> list[GalaxyTreeHead]:
     if isinstance(layer, GalaxyTreeHead):
         return [layer]
     found = []
     for sub in getattr(layer, "layers", []):
-        found.extend(_tree_heads(sub))
+        found.extend(tree_heads(sub))
     return found
 
 
@@ -107,34 +107,9 @@ def set_normalize(model: keras.Model, on: bool) -> int:
 
     Takes effect on the next batch, compiled or not: the flag is a variable.
     """
-    heads = _tree_heads(model)
+    heads = tree_heads(model)
     if not heads:
         raise ValueError("the model has no GalaxyTreeHead layer")
     for head in heads:
         head.set_normalize(on)
     return len(heads)
-
-
-class EnableTreeNormalization(keras.callbacks.Callback):
-    """Train the first ``at_epoch`` epochs without the tree normalisation, then with it.
-
-    Epochs count from 0 as in Keras: with ``at_epoch=2`` epochs 0 and 1 run
-    unnormalised and the normalisation is on from epoch 2 on (and after
-    training). ``at_epoch=0`` normalises throughout.
-    """
-
-    def __init__(self, at_epoch: int, verbose: bool = False):
-        super().__init__()
-        if at_epoch < 0:
-            raise ValueError(f"at_epoch must be >= 0, got {at_epoch}")
-        self.at_epoch = int(at_epoch)
-        self.verbose = verbose
-
-    def on_epoch_begin(self, epoch, logs=None):
-        # Set every epoch, so that a run resumed with initial_epoch > at_epoch is right too.
-        set_normalize(self.model, epoch >= self.at_epoch)
-        if self.verbose and epoch == self.at_epoch:
-            print(f"\nepoch {epoch + 1}: tree normalisation on")
-
-    def on_train_end(self, logs=None):
-        set_normalize(self.model, True)

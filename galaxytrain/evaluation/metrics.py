@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from galaxyprep.tree import CLASS_NAMES, QUESTION_NAMES, QUESTION_SLICES, parent_totals
+from galaxyprep import CLASS_NAMES, QUESTION_NAMES, QUESTION_SLICES, parent_totals
 
 #: A question counts as reached for a galaxy when at least this fraction of
 #: the crowd was asked it (a majority of the voters got there).

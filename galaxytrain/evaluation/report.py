@@ -7,17 +7,14 @@ plots are asked for, so scoring works on a headless machine without a display.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from galaxyprep.tree import CLASS_NAMES, QUESTION_NAMES
-from galaxytrain.leaderboard import BENCHMARKS, TOP_SCORES, leaderboard_place
-from galaxytrain.metrics import (
+from galaxyprep import CLASS_NAMES, QUESTION_NAMES, jsonable, write_json_atomic
+
+from .leaderboard import BENCHMARKS, TOP_SCORES, leaderboard_place
+from .metrics import (
     DEFAULT_MIN_REACHED,
     question_accuracy,
     rmse,
@@ -27,27 +24,6 @@ from galaxytrain.metrics import (
 )
 
 AUC_THRESHOLD = 0.5
-
-
-def _jsonable(x):
-    """Builtin types only; non-finite floats become None so the JSON stays strict."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, Path):
-        return str(x)
-    if x is None or isinstance(x, str):
-        return x
-    return str(x)
 
 
 def build_report(
@@ -92,7 +68,7 @@ def build_report(
     }
     if plots_dir is not None:
         report["plots"] = [str(f) for f in write_roc_plots(t, p, Path(plots_dir), auc)]
-    return _jsonable(report)
+    return jsonable(report)
 
 
 def write_roc_plots(y_true: np.ndarray, y_pred: np.ndarray, plots_dir: Path,
@@ -199,15 +175,4 @@ def format_report(report: dict) -> str:
 
 def write_report(report: dict, path: Path) -> Path:
     """Write the report as strict JSON, atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomic(path, report)

@@ -1,11 +1,12 @@
-"""Geometric augmentation of uint8 image batches (B, S, S, 3), as numba kernels.
+"""Geometric transforms of uint8 image batches (B, S, S, 3), as numba kernels.
 
 Galaxies have no preferred orientation, so rotations and flips are free data.
 Each kernel has a ``*_serial`` twin with the same arguments: numba's parallel
 kernels run on the process's OpenMP pool, and GNU OpenMP aborts a forked
 child that uses it after its parent did. Data-loader worker processes (which
 Keras forks) therefore call the serial twins; their parallelism is the
-processes themselves.
+processes themselves. `views` picks between the two (`galaxytrain.runtime`
+says which a process may run); nothing else calls them.
 
 Conventions (shared with the numpy references in the tests): images are
 indexed [row, column]; "rotate by k quarter turns" is ``np.rot90(img, k)``
@@ -16,7 +17,6 @@ indexed [row, column]; "rotate by k quarter turns" is ``np.rot90(img, k)``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
@@ -138,70 +138,3 @@ def rotate_zoom_batch_serial(src, angles, scales, shifts_y, shifts_x, flips, out
     """`rotate_zoom_batch` on one thread (for forked worker processes)."""
     for b in range(src.shape[0]):
         _rotate_zoom_one(src, b, angles[b], scales[b], shifts_y[b], shifts_x[b], flips[b] != 0, out)
-
-
-# -- random views and the fixed centre view -----------------------------------------------------
-
-@dataclass(frozen=True)
-class RotateRanges:
-    """How far the random views of ``augment="rotate"`` range (Dieleman 2015's choices by default).
-
-    Each image: rotation U(0, 360) degrees; a shift U(-max_shift, max_shift)
-    output pixels along each axis; a zoom log-uniform in [1/max_zoom,
-    max_zoom]; mirrored with probability 1/2 when ``flip``.
-    """
-
-    max_shift: float = 4.0
-    max_zoom: float = 1.3
-    flip: bool = True
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.max_shift) and self.max_shift >= 0):
-            raise ValueError(f"max_shift must be a finite number >= 0, got {self.max_shift!r}")
-        if not (math.isfinite(self.max_zoom) and self.max_zoom >= 1):
-            raise ValueError(f"max_zoom must be a finite number >= 1, got {self.max_zoom!r}")
-
-
-def draw_views(rng: np.random.Generator, n: int, ranges: RotateRanges) -> tuple[np.ndarray, ...]:
-    """(angles, scales, shifts_y, shifts_x, flips) of n random views, the arguments of `rotate_zoom_batch`."""
-    angles = rng.uniform(0.0, 360.0, n)
-    log_zoom = math.log(ranges.max_zoom)
-    scales = np.exp(rng.uniform(-log_zoom, log_zoom, n))
-    shifts = rng.uniform(-ranges.max_shift, ranges.max_shift, (2, n))
-    flips = rng.integers(0, 2, n) if ranges.flip else np.zeros(n, dtype=np.int64)
-    return angles, scales, shifts[0].copy(), shifts[1].copy(), flips.astype(np.uint8)
-
-
-def rotated_views(images: np.ndarray, size: int, angles, scales=None, shifts_y=None, shifts_x=None,
-                  flips=None, serial: bool = False) -> np.ndarray:
-    """`rotate_zoom_batch` into a new (B, size, size, 3) array; missing parameters mean none."""
-    n = images.shape[0]
-    angles = np.broadcast_to(np.asarray(angles, dtype=np.float64), (n,))
-    ones, zeros = np.ones(n), np.zeros(n)
-    args = [np.ascontiguousarray(v) for v in (
-        angles,
-        ones if scales is None else np.asarray(scales, dtype=np.float64),
-        zeros if shifts_y is None else np.asarray(shifts_y, dtype=np.float64),
-        zeros if shifts_x is None else np.asarray(shifts_x, dtype=np.float64),
-        np.zeros(n, dtype=np.uint8) if flips is None else np.asarray(flips, dtype=np.uint8))]
-    out = np.empty((n, size, size, images.shape[3]), dtype=np.uint8)
-    (rotate_zoom_batch_serial if serial else rotate_zoom_batch)(np.ascontiguousarray(images), *args, out)
-    return out
-
-
-def centre_view(images: np.ndarray, size: int, serial: bool = False) -> np.ndarray:
-    """The central size x size pixels of each image: the view a model trained on crops sees at test time.
-
-    It is `rotate_zoom_batch` with no rotation, zoom or shift (so training
-    views and this one share one geometry); when the margin is a whole number
-    of pixels that is a plain slice, taken as one.
-    """
-    s = images.shape[1]
-    if not 1 <= size <= s:
-        raise ValueError(f"a centre view of {size} pixels needs images of at least that size, got {s}")
-    if size == s:
-        return images
-    if (s - size) % 2 == 0:
-        m = (s - size) // 2
-        return np.ascontiguousarray(images[:, m:m + size, m:m + size])
-    return rotated_views(images, size, 0.0, serial=serial)

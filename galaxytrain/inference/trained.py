@@ -1,0 +1,61 @@
+"""A trained run ready to predict: its model, and what its run directory says about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from galaxyprep import InputError
+
+from ..data import Normalization
+from ..models import load_model_for_prediction
+from ..run_dir import RunDir
+
+
+@dataclass
+class TrainedRun:
+    """A model ready to predict, and the record (config.json) of the training that made it."""
+
+    model: object
+    model_path: Path
+    run_path: Path
+    record: dict = field(default_factory=dict)
+
+    @property
+    def normalization(self) -> Normalization | None:
+        """The training file's normalization, or None when the run does not say."""
+        data = self.record.get("data", {})
+        if "mean" in data and "std" in data:
+            return Normalization(data["mean"], data["std"])
+        return None
+
+    @property
+    def source_size(self) -> int | None:
+        """The stored image size the model was trained from (its input may be a view of it)."""
+        size = self.record.get("data", {}).get("image_size")
+        return None if size is None else int(size)
+
+
+def load_run(run: str | Path, which: str = "best") -> TrainedRun:
+    """Load ``<run>/best.keras`` (or ``last``), or a .keras file given directly, ready to predict."""
+    run = Path(run)
+    if run.is_file() and run.suffix == ".keras":
+        return TrainedRun(load_model_for_prediction(run), run, run.parent, RunDir(run.parent).read_config() or {})
+    if not run.exists():
+        raise InputError(run, "no such run directory")
+    if not run.is_dir():
+        raise InputError(run, "not a run directory or .keras model file")
+    run_dir = RunDir(run)
+    model_path = run_dir.best if which == "best" else run_dir.last
+    if not model_path.exists():
+        raise InputError(run, f"not a trained run directory (no {model_path.name}); train one with `galaxytrain fit`")
+    return TrainedRun(load_model_for_prediction(model_path), model_path, run, run_dir.read_config() or {})
+
+
+def as_runs(run: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One run or several (an ensemble) as a list of paths; at least one."""
+    runs = [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
+    if not runs:
+        raise InputError("--run", "give at least one run directory")
+    return runs

@@ -1,0 +1,88 @@
+"""What happens around each epoch: the run directory's commit, and the tree head's warm-up."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+
+from ..gpu import peak_gpu_memory, reset_peak_gpu_memory
+from ..models import set_normalize
+from ..run_dir import RunDir
+from .curves import plot_training_curve
+
+Log = Callable[[str], None]
+
+
+class RunDirCallback(keras.callbacks.Callback):
+    """At each epoch end: a history row, then last/best models and state committed atomically."""
+
+    def __init__(self, run: RunDir, state: dict, monitor: str, n_train: int, baseline: float | None,
+                 log: Log, total_epochs: int, restart_best_at: int | None = None):
+        super().__init__()
+        self.run, self.state, self.monitor = run, state, monitor
+        self.n_train, self.baseline, self.log = n_train, baseline, log
+        self.total_epochs = total_epochs
+        self.restart_best_at = restart_best_at  # 1-based epoch that any finite value makes best
+        self._t0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        reset_peak_gpu_memory()
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._t0
+        row = {"epoch": epoch + 1}
+        for key, value in (logs or {}).items():
+            try:
+                row[key] = float(value)
+            except (TypeError, ValueError):
+                continue
+        row["learning_rate"] = float(f"{float(self.model.optimizer.learning_rate):.7g}")
+        row["epoch_time_s"] = round(seconds, 3)
+        row["images_per_s"] = round(self.n_train / seconds, 1) if seconds > 0 else None
+        peak = peak_gpu_memory()
+        row["peak_gpu_mib"] = None if peak is None else round(peak / 2**20, 1)
+        value = row.get(self.monitor)
+        best = None if row["epoch"] == self.restart_best_at else self.state.get("best_value")
+        improved = value is not None and np.isfinite(value) and (best is None or value < best)
+        state = self.state
+        state["history"] = [r for r in state["history"] if r["epoch"] < row["epoch"]] + [row]
+        state["epochs_done"] = row["epoch"]
+        if improved:
+            state["best_epoch"], state["best_value"] = row["epoch"], value
+        self.run.commit_epoch(self.model, state, improved)
+        plot_training_curve(state["history"], self.run.curve, baseline=self.baseline)
+        note = "saved best.keras" if improved else f"best: epoch {state['best_epoch']}"
+        metrics = ", ".join(f"{k} {row[k]:.5f}" for k in ("loss", "rmse", "val_loss", "val_rmse") if k in row)
+        speed = f"{seconds:.1f} s" + ("" if row["images_per_s"] is None else f", {row['images_per_s']:.0f} images/s")
+        if row["peak_gpu_mib"] is not None:
+            speed += f", peak GPU memory {row['peak_gpu_mib']:.0f} MiB"
+        self.log(f"epoch {row['epoch']}/{self.total_epochs}: {metrics}; {speed}; {note}")
+
+
+class EnableTreeNormalization(keras.callbacks.Callback):
+    """Train the first ``at_epoch`` epochs without the tree normalisation, then with it.
+
+    Epochs count from 0 as in Keras: with ``at_epoch=2`` epochs 0 and 1 run
+    unnormalised and the normalisation is on from epoch 2 on (and after
+    training). ``at_epoch=0`` normalises throughout.
+    """
+
+    def __init__(self, at_epoch: int, verbose: bool = False):
+        super().__init__()
+        if at_epoch < 0:
+            raise ValueError(f"at_epoch must be >= 0, got {at_epoch}")
+        self.at_epoch = int(at_epoch)
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Set every epoch, so that a run resumed with initial_epoch > at_epoch is right too.
+        set_normalize(self.model, epoch >= self.at_epoch)
+        if self.verbose and epoch == self.at_epoch:
+            print(f"\nepoch {epoch + 1}: tree normalisation on")
+
+    def on_train_end(self, logs=None):
+        set_normalize(self.model, True)
