@@ -11,8 +11,10 @@ import pytest
 import simplejpeg
 
 from galaxyprep import synth
-from galaxyprep import _synth_render as R
 from galaxyprep.errors import InputError
+from galaxyprep.synth import population as pop
+from galaxyprep.synth import render as R
+from galaxyprep.synth import streams
 from galaxyprep.tree import CLASS_NAMES, QUESTION_SLICES, tree_violation
 
 # Labels are exact vote fractions k / N; the CSV rounds each to 6 decimals, so a
@@ -201,36 +203,36 @@ def test_labels_carry_signal_a_simple_model_learns():
 
 
 def test_votes_follow_the_generating_parameters():
-    truth, labels, _ = synth._plan(0, synth._TRAIN, 4096, 424)
+    truth, labels, _ = streams.plan(0, streams.TRAIN, 4096, 424)
     col = {name: labels[:, i] for i, name in enumerate(CLASS_NAMES)}
     kind = truth["kind"]
 
     def higher(column, where):
         return col[column][where].mean() > col[column][~where].mean() + 0.1
 
-    assert higher("Class1.1", kind == synth.ELLIPTICAL)
-    assert higher("Class1.3", kind == synth.STAR)
-    assert higher("Class2.1", kind == synth.EDGE_ON)
+    assert higher("Class1.1", kind == pop.ELLIPTICAL)
+    assert higher("Class1.3", kind == pop.STAR)
+    assert higher("Class2.1", kind == pop.EDGE_ON)
     assert higher("Class3.1", truth["bar"])
     assert higher("Class4.1", truth["arms"])
-    assert higher("Class6.1", truth["odd"] != synth.NONE)
-    assert higher("Class8.6", truth["odd"] == synth.MERGER)
-    assert higher("Class8.1", truth["odd"] == synth.RING)
-    ell = kind == synth.ELLIPTICAL
+    assert higher("Class6.1", truth["odd"] != pop.NONE)
+    assert higher("Class8.6", truth["odd"] == pop.MERGER)
+    assert higher("Class8.1", truth["odd"] == pop.RING)
+    ell = kind == pop.ELLIPTICAL
     assert higher("Class7.1", ell & (truth["q_ell"] > 0.8))
     assert higher("Class7.3", ell & (truth["q_ell"] < 0.5))
-    edge = kind == synth.EDGE_ON
+    edge = kind == pop.EDGE_ON
     assert higher("Class9.3", edge & (truth["edge_bulge"] == 2))
     arms = truth["arms"]
     assert higher("Class10.3", arms & (truth["pitch"] > 25))
     assert higher("Class11.2", arms & (truth["m"] == 2))
-    disc = kind == synth.DISC
+    disc = kind == pop.DISC
     assert higher("Class5.3", disc & (truth["bt"] > 0.22) & (truth["bt"] < 0.5))
 
 
 def test_label_means_resemble_the_real_ones(shared_gz):
     real = pd.read_csv(shared_gz / "training_solutions_rev1.csv").iloc[:, 1:].to_numpy().mean(axis=0)
-    _, labels, _ = synth._plan(1, synth._TRAIN, 8192, 424)
+    _, labels, _ = streams.plan(1, streams.TRAIN, 8192, 424)
     ours = labels.mean(axis=0)
     assert np.abs(ours - real).max() < 0.05
     assert np.abs(ours - real).mean() < 0.02
