@@ -18,6 +18,7 @@ import numba
 import numpy as np
 import simplejpeg
 
+from ..atomic import write_text_atomic
 from ..errors import InputError
 from ..tree import CLASS_NAMES
 from .streams import TEST, TRAIN, check_arguments, galaxy_ids, plan, render_range
@@ -49,9 +50,7 @@ def _write_csv(path: Path, ids: np.ndarray, labels: np.ndarray) -> None:
     lines = ["GalaxyID," + ",".join(CLASS_NAMES)]
     for i in order:
         lines.append(f"{ids[i]}," + ",".join(f"{v:.6f}" for v in labels[i]))
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="ascii")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def _prepare_folders(out: Path, overwrite: bool) -> None:
