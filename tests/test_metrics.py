@@ -209,16 +209,28 @@ def test_leaderboard_monotonic():
     assert all(p["of"] == N_TEAMS for p in places)
 
 
+def test_leaderboard_places_around_the_student_project_and_below_every_known_score():
+    # The student project's 0.17493 lies between 307th (0.17192) and 308th (0.17547): exactly 308th,
+    # where its report placed it.
+    assert leaderboard_place(0.17493)["place"] == 308
+    assert leaderboard_place(0.17547)["place"] == 308  # a tie takes the place
+    worst = leaderboard_place(0.5)
+    assert worst["place"] is None and worst["place_range"] == [312, N_TEAMS]
+    assert "last" in worst["note"]
+    for r in np.linspace(0.0, 1.0, 201):
+        assert leaderboard_place(r)["place_range"][1] <= N_TEAMS  # a place never exceeds the count
+
+
 def test_leaderboard_boundaries():
     first = leaderboard_place(0.07)
-    assert first["place"] == 1 and len(first["better_than"]) == 8
+    assert first["place"] == 1 and len(first["better_than"]) == 5 + 1 + 7 + 2  # top 5, 145th, 305-311th, 2 benchmarks
     assert leaderboard_place(TOP_SCORES[0])["place"] == 1  # a tie takes the place
     assert leaderboard_place(TOP_SCORES[0] + 1e-6)["place"] == 2
     assert leaderboard_place(TOP_SCORES[-1])["place"] == len(TOP_SCORES)
     after_top = leaderboard_place(TOP_SCORES[-1] + 1e-6)
     assert after_top["place"] is None and after_top["place_range"] == [len(TOP_SCORES) + 1, 145]
     mean_like = leaderboard_place(0.1614)
-    assert mean_like["place"] is None and mean_like["place_range"][1] == N_TEAMS + 1
+    assert mean_like["place"] is None and mean_like["place_range"] == [146, 305]
     assert any("central pixel" in b for b in mean_like["better_than"])
     assert leaderboard_place(0.5)["better_than"] == []
     with pytest.raises(ValueError):
