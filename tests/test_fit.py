@@ -116,6 +116,26 @@ def test_fit_resumes_with_the_optimizer_state_and_refuses_other_options(tiny, tm
     assert json.loads((out / "config.json").read_text())["config"]["learning_rate"] == 0.01
 
 
+def test_prediction_normalizes_exactly_as_training_did_and_old_rounded_records_still_resume(tiny, tmp_path):
+    from galaxytrain.inference import load_run
+
+    out = tmp_path / "run"
+    fit(_config(tiny, out, epochs=1, limit=64), log=lambda s: None)
+    with GalaxyFile(tiny) as f:
+        mean, std = f.normalization
+    norm = load_run(out).normalization
+    np.testing.assert_array_equal(norm.mean, mean)  # bit for bit: config.json keeps full precision
+    np.testing.assert_array_equal(norm.std, std)
+    assert not np.array_equal(np.round(mean, 6), mean)  # so a 6-decimal copy would have differed
+
+    # A run recorded before full precision (6 decimals) is still the same data, and resumes.
+    record = json.loads((out / "config.json").read_text())
+    record["data"]["mean"] = [round(v, 6) for v in record["data"]["mean"]]
+    record["data"]["std"] = [round(v, 6) for v in record["data"]["std"]]
+    (out / "config.json").write_text(json.dumps(record))
+    assert fit(_config(tiny, out, epochs=2, limit=64), log=lambda s: None).initial_epoch == 1
+
+
 def test_recover_finishes_an_interrupted_commit_and_drops_a_partial_one(tiny, tmp_path):
     import keras
 

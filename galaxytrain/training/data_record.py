@@ -69,8 +69,9 @@ def describe_data(f: GalaxyFile, limit: int | None = None, need_labels: bool = T
         "n_used": n,
         "image_size": info.size,
         "crop": info.crop,
-        "mean": [round(float(v), 6) for v in info.mean],
-        "std": [round(float(v), 6) for v in info.std],
+        # Full precision: prediction normalizes with these, and must do exactly what training did.
+        "mean": [float(v) for v in info.mean],
+        "std": [float(v) for v in info.std],
         "ids_sha256": sha256_array(f.ids[:n]),
         "source": info.source,
         "chunk_images": info.chunk_images,

@@ -44,6 +44,13 @@ def record_differences(old: dict, new: dict) -> list[str]:
     old_data, new_data = old.get("data", {}), new["data"]
     if old_data.get("image_size") != new_data["image_size"]:
         out.append(f"image size: {old_data.get('image_size')} -> {new_data['image_size']}")
-    elif any(old_data.get(key) != new_data[key] for key in DATA_KEYS):
+    elif any(_comparable(key, old_data.get(key)) != _comparable(key, new_data[key]) for key in DATA_KEYS):
         out.append(f"the data file holds other images ({old_data.get('path')} -> {new_data['path']})")
     return out
+
+
+def _comparable(key: str, value):
+    """Runs recorded before 2026-12 kept mean and std to 6 decimals: compare at that precision."""
+    if key in ("mean", "std") and isinstance(value, list):
+        return [round(float(v), 6) for v in value]
+    return value
