@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import CLASS_NAMES, atomic_write
+from galaxyprep import CLASS_NAMES, GalaxyFile, atomic_write
 
 from .predict import predict_runs
 from .trained import as_runs
@@ -29,7 +29,8 @@ def write_submission(path: str | Path, ids: np.ndarray, preds: np.ndarray) -> Pa
 def predict_submission(run: str | Path | Sequence[str | Path], data: str | Path, out: str | Path, tta: int = 1,
                        batch_size: int = 64, log: Callable[[str], None] = print) -> Path:
     """The whole of ``galaxytrain predict``; several runs are averaged."""
-    ids, preds, trained = predict_runs(as_runs(run), data, tta, batch_size)
+    with GalaxyFile(data) as f:  # opened once for every run of an ensemble
+        ids, preds, trained = predict_runs(as_runs(run), f, tta, batch_size)
     path = write_submission(out, ids, preds)
     log(f"wrote {path} ({len(ids)} galaxies, {', '.join(str(t.model_path) for t in trained)}, tta {tta})")
     return path
