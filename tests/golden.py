@@ -8,6 +8,9 @@ meant, and say so in the commit. Re-recorded once, after the restructuring
 had passed it unchanged: prediction now normalizes with the training file's
 mean and std at full precision, not a 6-decimal copy (histories and builds
 identical; scored RMSEs moved by 3e-10 and 2e-9; submission bytes changed).
+Re-recorded a second time when fit stopped letting Keras shuffle the order of
+the (already shuffled) batches, for exact resume: builds identical, the short
+fits' numbers moved as a different batch order moves them.
 
 Training is bit-identical between two runs on one CPU, so the numbers are
 compared exactly on the machine they were recorded on (same CPU model and

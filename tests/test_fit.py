@@ -282,3 +282,46 @@ def test_learning_rate_schedules_and_new_option_checks(tiny, tmp_path):
             fit(_config(tiny, tmp_path / "x", **kw), log=lambda s: None)
     with pytest.raises(InputError, match="smaller than --input-size 30"):
         fit(_config(tiny, tmp_path / "x", input_size=30), log=lambda s: None)
+
+
+RESUME_OPTIONS = dict(model="galaxy_cnn", head="tree", loss="mse", augment="rotate", input_size=20,
+                      lr_schedule="cosine", tree_warmup_epochs=1, weight_decay=1e-4, epochs=3, batch_size=16)
+
+
+def _run_killed(tiny, out, monkeypatch, epoch: int, batch: int | None):
+    """fit, killed (KeyboardInterrupt) after epoch `epoch`'s commit, or inside it at `batch`."""
+    from galaxytrain.training import callbacks
+
+    original = callbacks.RunDirCallback.on_epoch_end
+
+    def end(self, e, logs=None):
+        original(self, e, logs)
+        if batch is None and e + 1 == epoch:
+            raise KeyboardInterrupt
+
+    def batch_end(self, b, logs=None):
+        if batch is not None and self.state["epochs_done"] == epoch and b == batch:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks.RunDirCallback, "on_epoch_end", end)
+        patch.setattr(callbacks.RunDirCallback, "on_train_batch_end", batch_end, raising=False)
+        with pytest.raises(KeyboardInterrupt):
+            fit(_config(tiny, out, **RESUME_OPTIONS), log=lambda s: None)
+    return fit(_config(tiny, out, **RESUME_OPTIONS), log=lambda s: None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("epoch, batch", [(1, None), (2, None), (1, 2)])
+def test_a_killed_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit(tiny, tmp_path, monkeypatch, epoch, batch):
+    whole = fit(_config(tiny, tmp_path / "whole", **RESUME_OPTIONS), log=lambda s: None)
+    resumed = _run_killed(tiny, tmp_path / "resumed", monkeypatch, epoch, batch)
+    assert resumed.initial_epoch == epoch and resumed.epochs_done == 3
+    timing = {"epoch_time_s", "images_per_s"}
+    strip = [{k: v for k, v in row.items() if k not in timing} for row in whole.history]
+    assert [{k: v for k, v in row.items() if k not in timing} for row in resumed.history] == strip
+    a = load_model(tmp_path / "whole" / "last.keras")
+    b = load_model(tmp_path / "resumed" / "last.keras")
+    for x, y in zip(a.get_weights() + [v.numpy() for v in a.optimizer.variables],
+                    b.get_weights() + [v.numpy() for v in b.optimizer.variables]):
+        np.testing.assert_array_equal(x, y)

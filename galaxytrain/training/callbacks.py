@@ -12,6 +12,7 @@ from ..gpu import peak_gpu_memory, reset_peak_gpu_memory
 from ..models import set_normalize
 from ..run_dir import RunDir
 from .curves import plot_training_curve
+from .rng_state import seed_generator_states
 
 Log = Callable[[str], None]
 
@@ -53,6 +54,7 @@ class RunDirCallback(keras.callbacks.Callback):
         state["epochs_done"] = row["epoch"]
         if improved:
             state["best_epoch"], state["best_value"] = row["epoch"], value
+        state["seed_generators"] = seed_generator_states(self.model)
         self.run.commit_epoch(self.model, state, improved)
         plot_training_curve(state["history"], self.run.curve, baseline=self.baseline)
         note = "saved best.keras" if improved else f"best: epoch {state['best_epoch']}"

@@ -25,6 +25,7 @@ from ..run_dir import RunDir
 from .callbacks import EnableTreeNormalization, RunDirCallback
 from .data_record import TrainingData, prepare_data
 from .resume import prepare_run_dir
+from .rng_state import restore_seed_generator_states
 from .schedule import LearningRateSchedule, compile_model
 
 Log = Callable[[str], None]
@@ -68,10 +69,13 @@ def fit(config: FitConfig, log: Log = print) -> FitResult:
 def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: TrainingData, log: Log) -> FitResult:
     size = input_size(config, f.size)
     initial_epoch = int(state["epochs_done"])
-    # Weights, dropout and Keras' own shuffles follow the seed; a resumed run continues
-    # from a seed of its own so that it does not replay the first epoch's dropout masks.
-    keras.utils.set_random_seed(config.seed + initial_epoch)
+    # Weights and dropout follow the seed. A resumed run gets its dropout generators' states
+    # back from state.json (Keras does not save them), so it continues exactly.
+    keras.utils.set_random_seed(config.seed)
     model = load_model(run.last) if initial_epoch > 0 else build_model(config, size)
+    if initial_epoch > 0 and not restore_seed_generator_states(model, state.get("seed_generators")):
+        log("note: this run's state.json has no dropout generator states (written by an older version): "
+            "the resumed epochs draw other dropout masks than an uninterrupted run would")
     data.record["model"] = {"name": config.model, "head": config.head, "params": int(model.count_params()),
                             "input_shape": [size, size, 3]}
     _log_start(config, data, model, size, initial_epoch, run, log)
@@ -86,9 +90,11 @@ def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: Tra
     verbose = config.verbose if config.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
     keras_verbose = 1 if verbose == 1 else 0
     try:
+        # shuffle=False: the batches are already shuffled, from (seed, epoch, index); Keras'
+        # own shuffle of their order draws on a global generator that a resumed run cannot replay.
         model.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=initial_epoch,
                   callbacks=_callbacks(config, run, state, data, len(train), keras_verbose, log),
-                  verbose=keras_verbose)
+                  verbose=keras_verbose, shuffle=False)
     finally:
         for ds in (train, val):
             if ds is not None:
