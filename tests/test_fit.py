@@ -325,3 +325,23 @@ def test_a_killed_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit(tiny,
     for x, y in zip(a.get_weights() + [v.numpy() for v in a.optimizer.variables],
                     b.get_weights() + [v.numpy() for v in b.optimizer.variables]):
         np.testing.assert_array_equal(x, y)
+
+
+def test_a_diverged_fit_is_an_error_that_keeps_the_last_good_epoch(tiny, tmp_path):
+    from galaxytrain.training.callbacks import StopOnDivergence, TrainingDiverged
+
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="diverged.*no epoch was completed"):
+        fit(_config(tiny, out, learning_rate=1e6, loss="mse", head="tree"), log=lambda s: None)
+    assert not (out / "best.keras").exists() and not (out / "last.keras").exists()
+
+    # After good epochs: the error names what is kept, and nothing is committed past it.
+    state = {"epochs_done": 2, "best_epoch": 2}
+    stop = StopOnDivergence(out, state)
+    stop.on_epoch_begin(2)
+    stop.on_train_batch_end(0, {"loss": 0.5})
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(TrainingDiverged, match=r"batch 4 of epoch 3; .*keeps epoch 2"):
+            stop.on_train_batch_end(3, {"loss": bad})
+    with pytest.raises(TrainingDiverged, match="at epoch 3;"):
+        stop.on_epoch_end(2, {"loss": float("nan")})

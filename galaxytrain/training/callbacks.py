@@ -1,12 +1,16 @@
-"""What happens around each epoch: the run directory's commit, and the tree head's warm-up."""
+"""What happens around each epoch: the run directory's commit, the tree head's warm-up, divergence."""
 
 from __future__ import annotations
 
+import math
 import time
+from pathlib import Path
 from typing import Callable
 
 import keras
 import numpy as np
+
+from galaxyprep import InputError
 
 from ..gpu import peak_gpu_memory, reset_peak_gpu_memory
 from ..models import set_normalize
@@ -88,3 +92,39 @@ class EnableTreeNormalization(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         set_normalize(self.model, True)
+
+
+class TrainingDiverged(InputError):
+    """The loss became NaN or infinite: nothing after it is worth keeping."""
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stop at the first batch whose loss is not finite, before that epoch is committed.
+
+    The run directory keeps its last completed epoch; the error says which and
+    what to change. Placed before `RunDirCallback`, so that an epoch whose
+    mean loss is not finite is never committed either.
+    """
+
+    def __init__(self, run_dir: Path, state: dict):
+        super().__init__()
+        self.run_dir, self.state = Path(run_dir), state
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = int(epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check((logs or {}).get("loss"), f"batch {int(batch) + 1} of epoch {self._epoch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check((logs or {}).get("loss"), f"epoch {int(epoch) + 1}")
+
+    def _check(self, loss, where: str) -> None:
+        if loss is None or math.isfinite(float(loss)):
+            return
+        done = int(self.state.get("epochs_done", 0))
+        kept = (f"{self.run_dir} keeps epoch {done} (last.keras; best.keras: epoch {self.state.get('best_epoch')})"
+                if done else "no epoch was completed, so no model was saved")
+        raise TrainingDiverged(self.run_dir, f"training diverged: loss {float(loss)} at {where}; {kept}; "
+                                             "lower --learning-rate and train again (with --overwrite)")

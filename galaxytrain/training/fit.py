@@ -22,7 +22,7 @@ from ..config import FitConfig
 from ..data import GalaxyBatches, RotateRanges, training_view
 from ..models import InputShapeError, available_models, create_model, load_model
 from ..run_dir import RunDir
-from .callbacks import EnableTreeNormalization, RunDirCallback
+from .callbacks import EnableTreeNormalization, RunDirCallback, StopOnDivergence
 from .data_record import TrainingData, prepare_data
 from .resume import prepare_run_dir
 from .rng_state import restore_seed_generator_states
@@ -131,6 +131,7 @@ def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, 
     if config.lr_schedule != "constant":
         callbacks.append(LearningRateSchedule(config.lr_schedule, config.learning_rate, config.epochs,
                                               steps_per_epoch))
+    callbacks.append(StopOnDivergence(run.path, state))
     # The first epoch with the tree normalisation on starts the choice of best.keras afresh:
     # losses of the unnormalised outputs are not comparable with the model that is kept.
     callbacks.append(RunDirCallback(run, state, state["monitor"], len(data.train_rows), data.baseline, log,
