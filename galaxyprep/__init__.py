@@ -8,6 +8,7 @@ from .atomic import atomic_write, jsonable, write_json_atomic, write_text_atomic
 from .errors import InputError
 from .galaxy_file import GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file
 from .kernels import normalize_batch, normalize_batch_serial
+from .outputs import check_output, exclusive_lock, same_path
 from .tree import (
     CLASS_NAMES,
     N_CLASSES,
@@ -33,6 +34,9 @@ __all__ = [
     "InputError",
     "__version__",
     "atomic_write",
+    "check_output",
+    "exclusive_lock",
+    "same_path",
     "jsonable",
     "normalize_batch",
     "normalize_batch_serial",

@@ -26,12 +26,14 @@ import numpy as np
 from .decode import DecodePlan, make_plan, probe_size
 from .decode_pool import DecodePool
 from .errors import InputError
-from .galaxy_file import GalaxyFileWriter
+from .galaxy_file import GalaxyFileWriter, is_galaxy_file
+from .outputs import check_output, exclusive_lock
 from .sources import ImageSource, Problem, read_id_list, read_labels
 from .version import __version__
 
 ON_ERROR = ("skip", "fail")
 CHECKPOINT_EVERY = 8  # batches between resume checkpoints (each flushes the file)
+MAX_PIXELS = 64 * 10**6  # far above any survey cutout (Kaggle: 424x424), far below a decompression bomb
 AHEAD = 3             # batches decoding while one is written (3 measured a little steadier than 2)
 COMPRESSION = ("none", "gzip", "lzf")
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}  # the disk's fault, not ours
@@ -57,6 +59,7 @@ class BuildConfig:
     dct_scaling: bool = True         # decode at a reduced scale in the DCT domain where possible
     processes: bool | None = None    # decode in forked processes (default where fork is native) or threads
     direct_io: bool = True           # pixels written in place with O_DIRECT where the file system allows
+    overwrite: bool = False          # replace an existing --out that is not a galaxyprep file
 
     def validate(self) -> None:
         if self.on_error not in ON_ERROR:
@@ -68,11 +71,15 @@ class BuildConfig:
                 raise InputError(f"--{name.replace('_', '-')}", "must be at least 1")
         if self.size > self.crop:
             raise InputError("--size", f"{self.size} is larger than --crop {self.crop}: that would upsample")
-        if self.limit is not None and self.limit < 1:
-            raise InputError("--limit", "must be at least 1")
+        for name in ("limit", "workers", "chunk_images"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InputError(f"--{name.replace('_', '-')}", f"must be at least 1, got {value}")
 
     def params(self) -> dict:
+        """The parameters that make the file (not `overwrite`, which only says what may be replaced)."""
         d = asdict(self)
+        del d["overwrite"]
         for key in ("images", "out", "labels", "ids_file"):
             d[key] = None if d[key] is None else str(d[key])
         return d
@@ -131,6 +138,14 @@ def build(config: BuildConfig, progress: Callable[[int, int], None] | None = Non
     problem as it is found, so the user sees them even during a long build.
     """
     config.validate()
+    check_output(config.out, [("--images", config.images), ("--labels", config.labels), ("--ids", config.ids_file)],
+                 is_galaxy_file, "galaxyprep HDF5 file", config.overwrite)
+    with exclusive_lock(config.out):  # one build per output, for the whole build
+        return _build(config, progress, report)
+
+
+def _build(config: BuildConfig, progress: Callable[[int, int], None] | None,
+           report: Callable[[str], None] | None) -> BuildSummary:
     t0 = time.perf_counter()
     say = report or (lambda line: None)
     source = ImageSource(config.images)
@@ -221,6 +236,9 @@ def _plan_from_sample(source: ImageSource, ids: np.ndarray, config: BuildConfig)
     if not sizes:
         raise InputError(config.images, "none of the first images is a readable JPEG")
     (height, width), _ = sizes.most_common(1)[0]
+    if height * width > MAX_PIXELS:  # refused from the header, before anything is allocated for it
+        raise InputError(config.images, f"the JPEG headers say {width}x{height} pixels, over the "
+                                        f"{MAX_PIXELS // 10**6} Mpx this tool decodes: not a Galaxy Zoo cutout")
     try:
         return make_plan(height, width, config.crop, config.size, config.dct_scaling)
     except ValueError as exc:

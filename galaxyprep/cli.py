@@ -33,6 +33,7 @@ def build(
     direct_io: bool = typer.Option(True, "--direct-io/--no-direct-io",
                                    help="Write pixels with O_DIRECT (past the page cache) where the file system allows."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out that is not a galaxyprep file."),
 ) -> None:
     """Build a chunked HDF5 training (with --labels) or test set from the Kaggle JPEGs."""
     from .build import BuildConfig, build as run_build
@@ -41,7 +42,7 @@ def build(
     config = BuildConfig(images=images, out=out, labels=labels, crop=crop, size=size, workers=workers,
                          limit=limit, ids_file=ids, on_error=on_error, resume=resume, compression=compression,
                          chunk_images=chunk_images, batch_size=batch_size, dct_scaling=dct_scaling,
-                         direct_io=direct_io)
+                         direct_io=direct_io, overwrite=overwrite)
     meter: list[Progress] = []
 
     def progress(done: int, total: int) -> None:

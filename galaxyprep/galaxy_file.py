@@ -30,7 +30,7 @@ import numpy as np
 
 from .direct_io import RawRowWriter, chunk_offsets
 from .errors import InputError
-from .tree import CLASS_NAMES, N_CLASSES
+from .tree import LABEL_TOLERANCE, N_CLASSES, TREE_TOLERANCE, CLASS_NAMES, label_problem, tree_excess
 from .version import __version__
 
 FORMAT_NAME = "galaxyprep"
@@ -99,6 +99,25 @@ class GalaxyFile:
         if not self.has_labels:
             raise InputError(self.path, "has no labels (a test set?); training and scoring need a labelled file")
         return self._f["labels"][lo:self.n_images if hi is None else hi]
+
+    def checked_labels(self, hi: int | None = None) -> np.ndarray:
+        """`labels(0, hi)`, refused with one line naming the first row that cannot be vote fractions.
+
+        A file written by another tool, or edited, could hold NaN, values out
+        of [0, 1], or answers that sum above their parent: training on them
+        would be training on garbage without a word.
+        """
+        labels = self.labels(0, hi)
+        y = np.asarray(labels, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(y).all(axis=1) | (y < -LABEL_TOLERANCE).any(axis=1) | (y > 1 + LABEL_TOLERANCE).any(axis=1)
+            bad |= tree_excess(np.nan_to_num(y))[0] > TREE_TOLERANCE
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise InputError(self.path, f"labels of GalaxyID {int(self.ids[row])} (row {row}): "
+                                        f"{label_problem(y[row], LABEL_TOLERANCE)}; "
+                                        f"{int(bad.sum())} row(s) like it; rebuild the file from a valid CSV")
+        return labels
 
     @property
     def normalization(self) -> tuple[np.ndarray, np.ndarray]:
@@ -179,6 +198,15 @@ def _check_layout(f: h5py.File, path: Path) -> None:
         raise InputError(path, "'ids' and 'images' have different lengths")
     if "labels" in f and f["labels"].shape != (images.shape[0], N_CLASSES):
         raise InputError(path, f"'labels' is {f['labels'].shape}, expected ({images.shape[0]}, {N_CLASSES})")
+
+
+def is_galaxy_file(path: str | Path) -> bool:
+    """Whether `path` is an HDF5 file that galaxyprep wrote (complete or not): one this tool may replace."""
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT_NAME or "build_key" in f.attrs
+    except (OSError, ValueError):
+        return False
 
 
 def read_info(path: str | Path) -> GalaxyFileInfo:

@@ -15,6 +15,7 @@ from .decode import probe_size
 from .errors import InputError
 from .atomic import atomic_write
 from .galaxy_file import GalaxyFile
+from .outputs import check_output
 from .sources import ImageSource
 
 
@@ -25,6 +26,9 @@ def preview(path: str | Path, out: str | Path, n: int = 8, seed: int = 0, tile: 
     stored images are shown.
     """
     out = Path(out)
+    if n < 1:
+        raise InputError("--n", f"must be at least 1, got {n}")
+    check_output(out, [("input file", path)], _is_png, "PNG image")
     with GalaxyFile(path) as f:
         total = f.n_images
         rows = np.sort(np.random.default_rng(seed).choice(total, size=min(n, total), replace=False))
@@ -49,6 +53,11 @@ def preview(path: str | Path, out: str | Path, n: int = 8, seed: int = 0, tile: 
     with atomic_write(out, "wb") as f:
         sheet.save(f, format="PNG")
     return out
+
+
+def _is_png(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def _open_source(source_path: str) -> ImageSource | None:

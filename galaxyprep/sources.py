@@ -18,10 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .tree import CLASS_NAMES
+from .tree import CLASS_NAMES, LABEL_TOLERANCE, label_problem
 
-#: Labels may exceed [0, 1] by this much from the crowd fractions' rounding.
-LABEL_TOLERANCE = 1e-4
 
 
 @dataclass
@@ -47,7 +45,7 @@ class ImageSource:
         self._root = str(self.path)
         if self.path.is_dir():
             self.kind = "folder"
-            names = _walk_folder(self.path)
+            names = _walk_folder(self.path, self.problems)
         elif self.path.is_file():
             if not zipfile.is_zipfile(self.path):
                 raise InputError(self.path, "neither a folder of JPEGs nor a zip archive")
@@ -106,9 +104,15 @@ class ImageSource:
             raise OSError(f"damaged archive member: {exc}") from None
 
 
-def _walk_folder(root: Path) -> list[str]:
+def _walk_folder(root: Path, problems: list[Problem]) -> list[str]:
+    """Every file name below root; a folder that cannot be read is a problem, never a silent gap."""
     names = []
-    for dirpath, _, files in os.walk(root):
+
+    def unreadable(exc: OSError) -> None:
+        problems.append(Problem(str(exc.filename or root), f"unreadable folder ({exc.strerror or exc}): "
+                                                            "its images are left out"))
+
+    for dirpath, _, files in os.walk(root, onerror=unreadable):
         rel = Path(dirpath).relative_to(root)
         names.extend(str(rel / f) if str(rel) != "." else f for f in files)
     return names
@@ -164,7 +168,7 @@ def read_labels(path: str | Path) -> Labels:
         except ValueError as exc:
             problems.append(Problem(where, f"GalaxyID {gid}: unparsable value ({exc})"))
             continue
-        bad = _bad_label(vec)
+        bad = label_problem(vec, LABEL_TOLERANCE)
         if bad:
             problems.append(Problem(where, f"GalaxyID {gid}: {bad}"))
             continue
@@ -178,16 +182,6 @@ def read_labels(path: str | Path) -> Labels:
     if not values:
         raise InputError(shown, "no valid label rows")
     return Labels(path, values, problems)
-
-
-def _bad_label(vec: np.ndarray) -> str:
-    if not np.all(np.isfinite(vec)):
-        col = CLASS_NAMES[int(np.flatnonzero(~np.isfinite(vec))[0])]
-        return f"{col} is not a number"
-    out = np.flatnonzero((vec < -LABEL_TOLERANCE) | (vec > 1 + LABEL_TOLERANCE))
-    if out.size:
-        return f"{CLASS_NAMES[int(out[0])]} = {vec[out[0]]:g} is outside [0, 1]"
-    return ""
 
 
 def _labels_text(path: Path) -> tuple[str, str]:

@@ -85,6 +85,44 @@ def tree_violation(labels: np.ndarray) -> np.ndarray:
     return worst
 
 
+#: How far a vote fraction may stray outside [0, 1] (the crowd fractions' rounding).
+LABEL_TOLERANCE = 1e-4
+
+#: How far a question's answers may sum above the fraction of the crowd that reached it. The
+#: Kaggle labels obey the tree to 1.5e-6 (6-decimal rounding); this allows rounding to 3 decimals.
+TREE_TOLERANCE = 1e-3
+
+
+def tree_excess(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the largest sum(answers) - parent over the questions, and the question where it is."""
+    labels = np.asarray(labels, dtype=np.float64)
+    totals = parent_totals(labels)
+    excess = np.stack([labels[:, sl].sum(axis=1) - totals[:, q] for q, sl in enumerate(QUESTION_SLICES)], axis=1)
+    return excess.max(axis=1), excess.argmax(axis=1)
+
+
+def label_problem(vec: np.ndarray, tolerance: float = LABEL_TOLERANCE) -> str:
+    """Why one row of 37 vote fractions cannot be a Galaxy Zoo label, or "" if it can.
+
+    Each value finite and in [0, 1] (give or take `tolerance`); each question's
+    answers summing to at most its parent answer plus TREE_TOLERANCE.
+    """
+    vec = np.asarray(vec, dtype=np.float64)
+    if not np.all(np.isfinite(vec)):
+        return f"{CLASS_NAMES[int(np.flatnonzero(~np.isfinite(vec))[0])]} is not a number"
+    out = np.flatnonzero((vec < -tolerance) | (vec > 1 + tolerance))
+    if out.size:
+        return f"{CLASS_NAMES[int(out[0])]} = {vec[out[0]]:g} is outside [0, 1]"
+    excess, question = tree_excess(vec[None, :])
+    if excess[0] > TREE_TOLERANCE:
+        q = int(question[0])
+        sl = QUESTION_SLICES[q]
+        parent = "1 (everyone)" if PARENT_COLUMN[q] is None else f"{vec[PARENT_COLUMN[q]]:g} ({CLASS_NAMES[PARENT_COLUMN[q]]})"
+        return (f"the answers to {QUESTION_NAMES[q]} sum to {vec[sl].sum():g}, more than the {parent} "
+                f"of the crowd that reached it")
+    return ""
+
+
 def normalize_tree(raw: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Reference (numpy) form of the tree output layer (Dieleman 2015).
 

@@ -120,6 +120,7 @@ def score(
     tta: int = typer.Option(1, "--tta", help="Average over this many views: 1, 2, 4, 8 dihedral; 16, 24, 32: "
                                              "the 8 at 2, 3, 4 turns spaced over 90 degrees."),
     batch_size: int = typer.Option(64, "--batch-size"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --report that is not a score report."),
 ) -> None:
     """Score a trained model: RMSE, per-question accuracy, ROC AUC, leaderboard place."""
 
@@ -128,7 +129,8 @@ def score(
 
         first = run[0]
         target = report if report is not None else (first if first.is_dir() else first.parent) / "report.json"
-        score_run(run, data, target, plots_dir=plots, tta=int(tta), batch_size=batch_size, log=_echo)
+        score_run(run, data, target, plots_dir=plots, tta=int(tta), batch_size=batch_size, log=_echo,
+                  overwrite=overwrite)
 
     _run(action)
 
@@ -142,13 +144,14 @@ def predict(
     tta: int = typer.Option(1, "--tta", help="Average over this many views: 1, 2, 4, 8 dihedral; 16, 24, 32: "
                                              "the 8 at 2, 3, 4 turns spaced over 90 degrees."),
     batch_size: int = typer.Option(64, "--batch-size"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out that is not a submission CSV."),
 ) -> None:
     """Write a Kaggle submission (GalaxyID,Class1.1,...,Class11.6) for every image of a file."""
 
     def action() -> None:
         from .inference import predict_submission
 
-        predict_submission(run, data, out, tta=int(tta), batch_size=batch_size, log=_echo)
+        predict_submission(run, data, out, tta=int(tta), batch_size=batch_size, log=_echo, overwrite=overwrite)
 
     _run(action)
 

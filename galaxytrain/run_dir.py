@@ -78,6 +78,28 @@ class RunDir:
             return None
         return state
 
+    def problem(self) -> str | None:
+        """Why this folder may not be used as it is without --overwrite, or None.
+
+        A missing or empty folder, or one holding this module's run, is fine.
+        A folder of other content, or a run whose state.json cannot be read
+        (it would be lost), is not.
+        """
+        if not self.path.exists():
+            return None
+        if not self.path.is_dir():
+            return "exists and is not a folder; a run directory is a folder"
+        if not any(self.path.iterdir()):
+            return None
+        if self.state.exists():
+            if self.read_state() is None:
+                return f"{self.state.name} is damaged or not this tool's, so the run there cannot be resumed"
+            return None
+        record = self.read_config()
+        if isinstance(record, dict) and isinstance(record.get("config"), dict) and "data" in record:
+            return None  # a run stopped before its first epoch
+        return "holds files that are not a galaxytrain run"
+
     def recover(self) -> dict | None:
         """Reconcile the model files with state.json after an interruption; return the state.
 

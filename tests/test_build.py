@@ -279,7 +279,8 @@ def bad_input(good, tmp_path):
     dup = good["ids"][0]
     (folder / f"0{dup}.jpg").write_bytes(sample)  # same GalaxyID twice
     header = "GalaxyID," + ",".join(CLASS_NAMES)
-    ok_row = lambda gid: f"{gid}," + ",".join(["0.5"] * 37)  # noqa: E731
+    valid = normalize_tree(np.full((1, 37), 0.5))[0]  # obeys the tree: only its GalaxyID is wrong
+    ok_row = lambda gid: f"{gid}," + ",".join(f"{v:.6f}" for v in valid)  # noqa: E731
     bad_ids = [int(n.split(".")[0]) for n in bad]
     extra = [
         "400001,0.5,0.5",                                         # too few fields

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import GalaxyFile, InputError
+from galaxyprep import GalaxyFile, InputError, check_output, exclusive_lock
 
 from ..evaluation import build_report, format_report, write_report
 from .predict import predict_runs
@@ -16,7 +17,7 @@ from .trained import as_runs
 
 def score_run(run: str | Path | Sequence[str | Path], data: str | Path, report_path: str | Path,
               plots_dir: str | Path | None = None, tta: int = 1, batch_size: int = 64,
-              log: Callable[[str], None] = print) -> dict:
+              log: Callable[[str], None] = print, overwrite: bool = False) -> dict:
     """Predict a labelled file, report, write JSON (with `rmse`).
 
     Several runs are scored as one ensemble: the average of their predictions.
@@ -24,11 +25,28 @@ def score_run(run: str | Path | Sequence[str | Path], data: str | Path, report_p
     data = Path(data)
     report_path = Path(report_path)
     runs = as_runs(run)
+    check_output(report_path, [("--data", data)] + [("--run", r) for r in runs], is_report, "score report (JSON)",
+                 overwrite)
+    with exclusive_lock(report_path):
+        return _score(runs, data, report_path, plots_dir, tta, batch_size, log)
+
+
+def is_report(path: Path) -> bool:
+    """Whether `path` is a JSON report of `score` (a file this command may replace)."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"rmse", "question_accuracy", "leaderboard"} <= set(report)
+
+
+def _score(runs: list[Path], data: Path, report_path: Path, plots_dir: str | Path | None, tta: int, batch_size: int,
+           log: Callable[[str], None]) -> dict:
     with GalaxyFile(data) as f:
         if not f.has_labels:
             raise InputError(data, "has no labels (a test set?); score needs a labelled file; "
                                    "use `galaxytrain predict` for a submission")
-        y_true = np.asarray(f.labels(), dtype=np.float64)
+        y_true = np.asarray(f.checked_labels(), dtype=np.float64)
         ids, preds, trained_runs = predict_runs(runs, f, tta, batch_size)
     trained = trained_runs[0]
     if plots_dir is None:

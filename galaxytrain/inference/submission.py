@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import CLASS_NAMES, GalaxyFile, atomic_write
+from galaxyprep import CLASS_NAMES, GalaxyFile, atomic_write, check_output, exclusive_lock
 
 from .predict import predict_runs
 from .trained import as_runs
@@ -26,11 +26,20 @@ def write_submission(path: str | Path, ids: np.ndarray, preds: np.ndarray) -> Pa
     return path
 
 
+def is_submission(path: Path) -> bool:
+    """Whether `path` is a CSV in Kaggle's submission format (a file this command may replace)."""
+    header = ",".join(("GalaxyID",) + tuple(CLASS_NAMES))
+    with open(path, "rb") as f:
+        return f.read(len(header)).decode("ascii", errors="replace") == header
+
+
 def predict_submission(run: str | Path | Sequence[str | Path], data: str | Path, out: str | Path, tta: int = 1,
-                       batch_size: int = 64, log: Callable[[str], None] = print) -> Path:
+                       batch_size: int = 64, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
     """The whole of ``galaxytrain predict``; several runs are averaged."""
-    with GalaxyFile(data) as f:  # opened once for every run of an ensemble
-        ids, preds, trained = predict_runs(as_runs(run), f, tta, batch_size)
-    path = write_submission(out, ids, preds)
+    runs = as_runs(run)
+    check_output(out, [("--data", data)] + [("--run", r) for r in runs], is_submission, "submission CSV", overwrite)
+    with exclusive_lock(out), GalaxyFile(data) as f:  # the file opened once for every run of an ensemble
+        ids, preds, trained = predict_runs(runs, f, tta, batch_size)
+        path = write_submission(out, ids, preds)
     log(f"wrote {path} ({len(ids)} galaxies, {', '.join(str(t.model_path) for t in trained)}, tta {tta})")
     return path

@@ -36,7 +36,7 @@ def prepare_data(config: FitConfig, f: GalaxyFile) -> TrainingData:
     """Describe the file, split it, measure the mean predictor; InputError for a file that cannot train."""
     data = describe_data(f, config.limit)
     n = data["n_used"]
-    labels = np.asarray(f.labels(0, n), dtype=np.float64)
+    labels = np.asarray(f.checked_labels(n), dtype=np.float64)
     train_rows, val_rows = _split(f.ids[:n], config.val_fraction, config.seed)
     if len(train_rows) == 0:
         raise InputError(config.data, f"no training images left after holding out {len(val_rows)} for "

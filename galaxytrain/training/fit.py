@@ -16,7 +16,7 @@ from typing import Callable
 
 import keras
 
-from galaxyprep import GalaxyFile, InputError
+from galaxyprep import GalaxyFile, InputError, exclusive_lock, same_path
 
 from ..config import FitConfig
 from ..data import GalaxyBatches, RotateRanges, training_view
@@ -52,8 +52,10 @@ def fit(config: FitConfig, log: Log = print) -> FitResult:
         raise InputError(f"--model {config.model}", f"unknown model; available: {', '.join(available_models())}")
     from ..gpu import configure_gpus
 
-    with GalaxyFile(config.data) as f:  # the one handle of this process; loader workers open their own
-        data = prepare_data(config, f)
+    if same_path(config.out, config.data):
+        raise InputError(config.out, "is also the command's --data; choose another --out")
+    with exclusive_lock(config.out), GalaxyFile(config.data) as f:  # one fit per run directory
+        data = prepare_data(config, f)  # the one handle of this process; loader workers open their own
         run = RunDir(config.out)
         state = prepare_run_dir(run, config, data.record)
         previous_policy = keras.mixed_precision.global_policy()

@@ -15,6 +15,10 @@ from .data_record import DATA_KEYS
 
 def prepare_run_dir(run: RunDir, config: FitConfig, record: dict) -> dict:
     """The state to start from: a fresh one, or the run's own when it can be resumed."""
+    problem = run.problem()
+    if problem is not None and not (config.overwrite and run.path.is_dir()):
+        hint = "; use --overwrite to start a new run there, or another --out" if run.path.is_dir() else ""
+        raise InputError(run.path, problem + hint)
     state = run.recover() if run.path.exists() else None
     if state is None or state.get("epochs_done", 0) == 0:
         if run.path.exists():
