@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
         config = FitConfig(data=data, out=args.out / "run", model="vgg6", epochs=args.epochs,
                            batch_size=args.batch_size, limit=args.limit, gpu_memory_limit=args.gpu_memory_limit,
-                           mixed_precision=args.mixed_precision, workers=args.workers,
+                           mixed_precision=args.mixed_precision, loader_workers=args.workers,
                            use_multiprocessing=args.use_multiprocessing, overwrite=True)
         result = fit(config)
     except InputError as exc:

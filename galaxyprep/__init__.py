@@ -5,10 +5,13 @@ every other module is the package's own business.
 """
 
 from .atomic import atomic_write, jsonable, write_json_atomic, write_text_atomic
+from .build import BuildConfig, BuildSummary, build
 from .errors import InputError
 from .galaxy_file import GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file
 from .kernels import normalize_batch, normalize_batch_serial
 from .outputs import check_output, exclusive_lock, same_path
+from .progress import Progress
+from .recipes import DATA_RECIPES, DataRecipe, data_recipe
 from .tree import (
     CLASS_NAMES,
     N_CLASSES,
@@ -22,7 +25,11 @@ from .tree import (
 from .version import __version__
 
 __all__ = [
+    "BuildConfig",
+    "BuildSummary",
     "CLASS_NAMES",
+    "DATA_RECIPES",
+    "DataRecipe",
     "N_CLASSES",
     "PARENT_COLUMN",
     "QUESTION_NAMES",
@@ -32,9 +39,12 @@ __all__ = [
     "GalaxyFileInfo",
     "GalaxyFileWriter",
     "InputError",
+    "Progress",
     "__version__",
     "atomic_write",
+    "build",
     "check_output",
+    "data_recipe",
     "exclusive_lock",
     "same_path",
     "jsonable",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
@@ -24,23 +23,31 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
 
     `mode` is "w" (text, UTF-8, no newline translation) or "wb". On an error
     or an interrupt the temporary file is removed and `path` is untouched.
+    The temporary name is fixed (``.NAME.tmp`` beside it), so that one left
+    by a kill -9 is simply overwritten by the next write; one writer per
+    output is the caller's lock's business.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temporary_name(path)
     try:
         text = {"encoding": "utf-8", "newline": ""} if mode == "w" else {}
-        with os.fdopen(fd, mode, **text) as f:
+        with open(tmp, mode, **text) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would hide results from the user's group
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def temporary_name(path: str | Path) -> Path:
+    """Where `atomic_write` writes `path` before the rename."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp")
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -77,12 +84,3 @@ def jsonable(x):
     if x is None or isinstance(x, str):
         return x
     raise TypeError(f"not JSON serializable: {type(x).__name__}")
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it; done once, at import, before any thread writes
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()

@@ -8,58 +8,97 @@ from typing import Optional
 
 import typer
 
+from .build import BuildConfig
 from .errors import InputError
+from .recipes import DATA_RECIPES, data_recipe
+from .version import __version__
 
+# Plain help (no rich markup, which ate every "[default: ...]"), wide enough for the option texts.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, context_settings={"max_content_width": 120},
                   help="Preprocess the Kaggle Galaxy Zoo images into one chunked HDF5 file.")
+
+_BUILD = BuildConfig(images=Path("."), out=Path("."))  # the build's defaults, stated once, in BuildConfig
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"galaxyprep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Preprocess the Kaggle Galaxy Zoo images into one chunked HDF5 file."""
 
 
 @app.command()
 def build(
-    images: Path = typer.Option(..., "--images", help="Folder or zip of <GalaxyID>.jpg (e.g. images_training_rev1.zip)."),
-    out: Path = typer.Option(..., "--out", help="HDF5 file to write (written as OUT.partial, renamed when complete)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="training_solutions_rev1.csv or its zip; omit for a test set."),
-    crop: int = typer.Option(200, "--crop", help="Centre crop in original pixels."),
-    size: int = typer.Option(96, "--size", help="Output side in pixels (area-averaged from the crop)."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Decode workers: forked processes on Linux, threads elsewhere [default: all cores]."),
+    images: Path = typer.Option(..., "--images", help="Folder or zip of <GalaxyID>.jpg (e.g. "
+                                                      "images_training_rev1.zip)."),
+    out: Path = typer.Option(..., "--out", help="HDF5 file to write (written as OUT.partial, renamed when "
+                                                "complete)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="training_solutions_rev1.csv or its zip; omit "
+                                                                 "for a test set."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help=f"Take --crop and --size from a galaxytrain "
+                                                                f"recipe ({', '.join(sorted(DATA_RECIPES))})."),
+    crop: Optional[int] = typer.Option(None, "--crop", help=f"Centre crop in original pixels. [default: the "
+                                                            f"recipe's, else {_BUILD.crop}]"),
+    size: Optional[int] = typer.Option(None, "--size", help=f"Output side in pixels (area-averaged from the "
+                                                            f"crop). [default: the recipe's, else {_BUILD.size}]"),
+    workers: Optional[int] = typer.Option(None, "--decode-workers", "--workers",
+                                          help="Decode workers: forked processes on Linux, threads elsewhere. "
+                                               "[default: all cores]"),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N galaxies by GalaxyID."),
-    ids: Optional[Path] = typer.Option(None, "--ids", help="File of GalaxyIDs (one per line) to build, nothing else."),
-    on_error: str = typer.Option("skip", "--on-error", help="skip: leave bad images out and list them; fail: stop, write nothing."),
+    ids: Optional[Path] = typer.Option(None, "--ids", help="File of GalaxyIDs (one per line) to build, nothing "
+                                                           "else."),
+    on_error: str = typer.Option(_BUILD.on_error, "--on-error", show_default=True,
+                                 help="skip: leave bad images out and list them; fail: stop, write nothing."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build of the same input."),
-    compression: str = typer.Option("none", "--compression", help="none | lzf | gzip (see README: none reads fastest)."),
-    chunk_images: Optional[int] = typer.Option(None, "--chunk-images", help="Images per HDF5 chunk [default: about 1 MiB]."),
-    batch_size: int = typer.Option(256, "--batch-size", help="Images per decode/resample batch."),
-    dct_scaling: bool = typer.Option(True, "--dct-scaling/--no-dct-scaling", help="Decode at reduced scale in the DCT domain."),
-    direct_io: bool = typer.Option(True, "--direct-io/--no-direct-io",
-                                   help="Write pixels with O_DIRECT (past the page cache) where the file system allows."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress line."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out that is not a galaxyprep file."),
+    compression: str = typer.Option(_BUILD.compression, "--compression", show_default=True,
+                                    help="none | lzf | gzip (see README: none reads fastest)."),
+    chunk_images: Optional[int] = typer.Option(None, "--chunk-images", help="Images per HDF5 chunk. [default: "
+                                                                            "about 1 MiB]"),
+    batch_size: int = typer.Option(_BUILD.batch_size, "--batch-size", show_default=True,
+                                   help="Images per decode/resample batch."),
+    dct_scaling: bool = typer.Option(_BUILD.dct_scaling, "--dct-scaling/--no-dct-scaling", show_default=True,
+                                     help="Decode at reduced scale in the DCT domain."),
+    direct_io: bool = typer.Option(_BUILD.direct_io, "--direct-io/--no-direct-io", show_default=True,
+                                   help="Write pixels with O_DIRECT (past the page cache) where the file system "
+                                        "allows."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", show_default=True,
+                                  help="A live bar on a terminal, a line every few seconds in a log."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="The same as --no-progress."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out that is not a galaxyprep "
+                                                              "file."),
 ) -> None:
     """Build a chunked HDF5 training (with --labels) or test set from the Kaggle JPEGs."""
-    from .build import BuildConfig, build as run_build
+    from .build import build as run_build
     from .progress import Progress
 
-    config = BuildConfig(images=images, out=out, labels=labels, crop=crop, size=size, workers=workers,
-                         limit=limit, ids_file=ids, on_error=on_error, resume=resume, compression=compression,
-                         chunk_images=chunk_images, batch_size=batch_size, dct_scaling=dct_scaling,
-                         direct_io=direct_io, overwrite=overwrite)
+    chosen = data_recipe(recipe) if recipe is not None else None
+    config = BuildConfig(images=images, out=out, labels=labels,
+                         crop=crop if crop is not None else chosen.crop if chosen else _BUILD.crop,
+                         size=size if size is not None else chosen.size if chosen else _BUILD.size,
+                         workers=workers, limit=limit, ids_file=ids, on_error=on_error, resume=resume,
+                         compression=compression, chunk_images=chunk_images, batch_size=batch_size,
+                         dct_scaling=dct_scaling, direct_io=direct_io, overwrite=overwrite)
     meter: list[Progress] = []
 
-    def progress(done: int, total: int) -> None:
-        if quiet:
-            return
+    def advance(done: int, total: int) -> None:
         if not meter:
             meter.append(Progress(total, "build"))
         meter[0].update(done)
 
     def report(line: str) -> None:
+        typer.echo(f"skipped: {line}", err=True)  # above the bar: rich keeps the bar at the bottom
+
+    try:
+        summary = run_build(config, progress=advance if progress and not quiet else None, report=report)
+    finally:
         if meter:
             meter[0].close()
-        typer.echo(f"skipped: {line}", err=True)
-
-    summary = run_build(config, progress=progress, report=report)
-    if meter:
-        meter[0].close()
     for line in summary.lines():
         typer.echo(line)
 

@@ -12,11 +12,13 @@ Augment = Literal["none", "dihedral", "rotate"]
 Head = Literal["sigmoid", "tree"]
 Loss = Literal["bce", "mse"]
 LrSchedule = Literal["constant", "cosine", "step"]
+OutputFormat = Literal["csv", "hdf5"]
 
 AUGMENTS: tuple[str, ...] = get_args(Augment)
 HEADS: tuple[str, ...] = get_args(Head)
 LOSSES: tuple[str, ...] = get_args(Loss)
 LR_SCHEDULES: tuple[str, ...] = get_args(LrSchedule)
+OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
 
 #: Keras' names of the losses.
 KERAS_LOSSES: dict[str, str] = {"bce": "binary_crossentropy", "mse": "mean_squared_error"}

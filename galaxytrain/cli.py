@@ -2,13 +2,16 @@
 
 TensorFlow is imported only inside the commands, after TF_CPP_MIN_LOG_LEVEL
 is set, so that ``--help`` is instant and start-up is quiet. Expected input
-problems (galaxyprep.errors.InputError) end in one line, ``error: <path>:
+problems (galaxyprep.InputError) end in one line, ``error: <path>:
 <problem>``, and exit code 1; anything else is a bug and keeps its traceback.
+Each default is stated once: fit's in `FitConfig` (the help reads them from
+there), the others in the option that has them.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -16,10 +19,39 @@ import typer
 
 from galaxyprep import InputError
 
-from .choices import Augment, Head, Loss, LrSchedule
+from . import __version__
+from .choices import Augment, Head, Loss, LrSchedule, OutputFormat
+from .config import FitConfig
 
+# Plain help (no rich markup, which ate every "[default: ...]"), wide enough for the option texts.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, context_settings={"max_content_width": 120},
                   help="Train Galaxy Zoo morphology models from a galaxyprep HDF5 file.")
+
+_FIT_DEFAULTS = {f.name: f.default for f in fields(FitConfig)}
+_TTA_HELP = ("Average over this many views: 1, 2, 4, 8 dihedral; 16, 24, 32: the 8 at 2, 3, 4 turns spaced over "
+             "90 degrees. [default: the run's recipe's (best: 16), else 1]")
+
+
+def _d(name: str, text: str) -> str:
+    """A fit option's help with FitConfig's default appended (a recipe may set another)."""
+    value = _FIT_DEFAULTS[name]
+    shown = "none" if value is None else value
+    return f"{text} [default: {shown}]"
+
+
+def _version(value: bool) -> None:
+    if value:
+        import galaxyprep
+
+        typer.echo(f"galaxytrain {__version__} (galaxyprep {galaxyprep.__version__})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Train Galaxy Zoo morphology models from a galaxyprep HDF5 file."""
 
 
 def _quiet_tensorflow() -> None:
@@ -51,54 +83,80 @@ def fit(
     data: Path = typer.Option(..., "--data", help="Labelled galaxyprep HDF5 file (galaxyprep build)."),
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),
     recipe: Optional[str] = typer.Option(
-        None, "--recipe", help="A named set of the options below (best, baseline); options given explicitly win."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model name (galaxytrain models lists them). Default: vgg6."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Total epochs (a resumed run continues up to this). Default: 20."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="[default: 64]"),
-    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="Fraction held out for validation (0: none). Default: 0.1."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split, the shuffle and the weights. Default: 0."),
-    augment: Optional[Augment] = typer.Option(
-        None, "--augment", help="dihedral: random 90-degree turns and flips; rotate: any angle, zoom, shift, flip. Default: none."),
-    input_size: Optional[int] = typer.Option(
-        None, "--input-size", help="Model input: centre (or random rotated) views of this many pixels of the stored images. Default: the stored size."),
-    max_shift: Optional[float] = typer.Option(None, "--max-shift", help="rotate: largest shift in pixels. Default: 4."),
-    max_zoom: Optional[float] = typer.Option(None, "--max-zoom", help="rotate: zoom log-uniform in [1/Z, Z]. Default: 1.3."),
-    workers: Optional[int] = typer.Option(None, "--workers", help="Loader threads (or processes). Default: 1."),
-    use_multiprocessing: Optional[bool] = typer.Option(None, "--use-multiprocessing/--no-use-multiprocessing"),
-    max_queue_size: Optional[int] = typer.Option(None, "--max-queue-size", help="Batches prepared ahead. Default: 10."),
-    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help="Adam learning rate (the peak of a schedule). Default: 0.001."),
-    lr_schedule: Optional[LrSchedule] = typer.Option(
-        None, "--lr-schedule", help="cosine: to 0 at the last epoch; step: x0.1 at half, x0.01 at three quarters. Default: constant."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW's decoupled weight decay (0: Adam). Default: 0."),
+        None, "--recipe", help="A named set of the options below (best, baseline; `galaxytrain recipes`); options "
+                               "given explicitly win. The file must be built as the recipe says (galaxyprep build "
+                               "--recipe NAME)."),
+    allow_other_build: bool = typer.Option(
+        False, "--allow-other-build", help="With --recipe: train on a file of another crop or size than the "
+                                           "recipe's (the log says what that changes)."),
+    model: Optional[str] = typer.Option(None, "--model", help=_d("model", "Model name (galaxytrain models).")),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=_d("epochs", "Total epochs (a resumed run "
+                                                                             "continues up to this).")),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_d("batch_size", "Images per step.")),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction",
+                                                 help=_d("val_fraction", "Fraction held out for validation (0: none).")),
+    seed: Optional[int] = typer.Option(None, "--seed", help=_d("seed", "Seed of the split, the shuffle and the "
+                                                                       "weights.")),
+    augment: Optional[Augment] = typer.Option(None, "--augment", help=_d(
+        "augment", "dihedral: random 90-degree turns and flips; rotate: any angle, zoom, shift, flip.")),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help=_d(
+        "input_size", "Model input: centre (or random rotated) views of this many pixels of the stored images; "
+                      "none: the stored size.")),
+    max_shift: Optional[float] = typer.Option(None, "--max-shift", help=_d("max_shift", "rotate: largest shift "
+                                                                                        "in pixels.")),
+    max_zoom: Optional[float] = typer.Option(None, "--max-zoom", help=_d("max_zoom", "rotate: zoom log-uniform "
+                                                                                     "in [1/Z, Z].")),
+    loader_workers: Optional[int] = typer.Option(None, "--loader-workers", help=_d(
+        "loader_workers", "Threads (or, with --use-multiprocessing, processes) preparing batches.")),
+    use_multiprocessing: Optional[bool] = typer.Option(
+        None, "--use-multiprocessing/--no-use-multiprocessing",
+        help=_d("use_multiprocessing", "Loader workers as forked processes instead of threads.")),
+    max_queue_size: Optional[int] = typer.Option(None, "--max-queue-size", help=_d("max_queue_size",
+                                                                                   "Batches prepared ahead.")),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help=_d(
+        "learning_rate", "Adam learning rate (the peak of a schedule).")),
+    lr_schedule: Optional[LrSchedule] = typer.Option(None, "--lr-schedule", help=_d(
+        "lr_schedule", "cosine: to 0 at the last epoch; step: x0.1 at half, x0.01 at three quarters.")),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help=_d(
+        "weight_decay", "AdamW's decoupled weight decay (0: Adam).")),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images (quick tries)."),
     gpu_memory_limit: Optional[str] = typer.Option(
-        None, "--gpu-memory-limit", help="Cap GPU memory, e.g. 12GiB (imitates a smaller card; turns memory growth off)."),
-    memory_growth: bool = typer.Option(True, "--memory-growth/--no-memory-growth",
+        None, "--gpu-memory-limit", help="Cap GPU memory, e.g. 12GiB (imitates a smaller card; turns memory "
+                                         "growth off)."),
+    memory_growth: bool = typer.Option(_FIT_DEFAULTS["memory_growth"], "--memory-growth/--no-memory-growth",
                                        help="Allocate GPU memory as needed rather than all at once."),
     mixed_precision: Optional[bool] = typer.Option(
         None, "--mixed-precision/--no-mixed-precision",
-        help="float16 compute on a GPU, bfloat16 on a CPU (fast only with AMX or AVX512-BF16). Default: off."),
-    head: Optional[Head] = typer.Option(
-        None, "--head", help="37 sigmoids, or outputs normalised along the decision tree. Default: sigmoid."),
-    loss: Optional[Loss] = typer.Option(
-        None, "--loss", help="Binary cross-entropy (the student project's) or MSE (the metric's). Default: bce."),
-    tree_warmup_epochs: Optional[int] = typer.Option(
-        None, "--tree-warmup-epochs", help="Train the first K epochs with the tree normalisation off (--head tree). Default: 0."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Discard a run already in --out and start again."),
+        help=_d("mixed_precision", "float16 compute on a GPU, bfloat16 on a CPU (fast only with AMX or "
+                                   "AVX512-BF16).")),
+    head: Optional[Head] = typer.Option(None, "--head", help=_d(
+        "head", "37 sigmoids, or outputs normalised along the decision tree.")),
+    loss: Optional[Loss] = typer.Option(None, "--loss", help=_d(
+        "loss", "Binary cross-entropy (the student project's) or MSE (the metric's).")),
+    tree_warmup_epochs: Optional[int] = typer.Option(None, "--tree-warmup-epochs", help=_d(
+        "tree_warmup_epochs", "Train the first K epochs with the tree normalisation off (--head tree).")),
+    tensorboard: Optional[Path] = typer.Option(
+        None, "--tensorboard", help="Also log every epoch's metrics and learning rate for TensorBoard in this "
+                                    "folder (`tensorboard --logdir DIR`)."),
+    progress: bool = typer.Option(_FIT_DEFAULTS["progress"], "--progress/--no-progress", show_default=True,
+                                  help="A live bar inside each epoch on a terminal (a log gets one line per "
+                                       "epoch either way)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard what is in --out and start again."),
 ) -> None:
     """Train a model; writes best.keras, last.keras, history.csv, config.json, training_curve.png."""
 
     def action() -> None:
-        from .training import fit as fit_run
         from .recipes import resolve_fit_config
+        from .training import fit as fit_run
 
         config = resolve_fit_config(
             recipe, data, out, model=model, epochs=epochs, batch_size=batch_size, val_fraction=val_fraction,
             seed=seed, augment=augment, input_size=input_size, max_shift=max_shift, max_zoom=max_zoom,
-            workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size,
+            loader_workers=loader_workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size,
             learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, limit=limit,
             gpu_memory_limit=gpu_memory_limit, memory_growth=memory_growth, mixed_precision=mixed_precision,
-            head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite)
+            head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
+            allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress)
         result = fit_run(config, log=_echo)
         if result.best_epoch is not None:
             what = (f"val RMSE {result.best_val_rmse:.5f}" if result.best_val_rmse is not None
@@ -114,13 +172,16 @@ def fit(
 def score(
     run: List[Path] = typer.Option(..., "--run", help="Run directory (or a .keras file); repeat it to score "
                                                      "the average of several (an ensemble)."),
-    data: Path = typer.Option(..., "--data", help="Labelled galaxyprep file to score on."),
-    report: Optional[Path] = typer.Option(None, "--report", help="JSON report to write [default: <run>/report.json]."),
-    plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for ROC plots [default: beside the report]."),
-    tta: int = typer.Option(1, "--tta", help="Average over this many views: 1, 2, 4, 8 dihedral; 16, 24, 32: "
-                                             "the 8 at 2, 3, 4 turns spaced over 90 degrees."),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --report that is not a score report."),
+    data: Path = typer.Option(..., "--data", help="Labelled galaxyprep file to score on (built like the run's)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="JSON report to write. [default: "
+                                                                 "<run>/report.json]"),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for the plots. [default: "
+                                                               "<report>_plots beside the report]"),
+    tta: Optional[int] = typer.Option(None, "--tta", help=_TTA_HELP),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per prediction call (memory, not results).",
+                                   show_default=True),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --report that is not a "
+                                                              "score report."),
 ) -> None:
     """Score a trained model: RMSE, per-question accuracy, ROC AUC, leaderboard place."""
 
@@ -129,7 +190,7 @@ def score(
 
         first = run[0]
         target = report if report is not None else (first if first.is_dir() else first.parent) / "report.json"
-        score_run(run, data, target, plots_dir=plots, tta=int(tta), batch_size=batch_size, log=_echo,
+        score_run(run, data, target, plots_dir=plots, tta=tta, batch_size=batch_size, log=_echo,
                   overwrite=overwrite)
 
     _run(action)
@@ -139,19 +200,26 @@ def score(
 def predict(
     run: List[Path] = typer.Option(..., "--run", help="Run directory (or a .keras file); repeat it to average "
                                                      "several (an ensemble)."),
-    data: Path = typer.Option(..., "--data", help="galaxyprep file of the images to predict (labels not needed)."),
-    out: Path = typer.Option(..., "--out", help="Submission CSV to write."),
-    tta: int = typer.Option(1, "--tta", help="Average over this many views: 1, 2, 4, 8 dihedral; 16, 24, 32: "
-                                             "the 8 at 2, 3, 4 turns spaced over 90 degrees."),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out that is not a submission CSV."),
+    out: Path = typer.Option(..., "--out", help="File to write: a Kaggle submission CSV, or HDF5 (--format)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="galaxyprep file of the images (labels not needed), "
+                                                             "built like the run's."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Or a folder or zip of <GalaxyID>.jpg, decoded "
+                                                                 "with galaxyprep at the run's crop and size."),
+    format: OutputFormat = typer.Option("csv", "--format", help="csv: the Kaggle submission; hdf5: ids, the 37 columns "
+                                                       "and (tta > 1) their spread over the views.",
+                               show_default=True),
+    tta: Optional[int] = typer.Option(None, "--tta", help=_TTA_HELP),
+    batch_size: int = typer.Option(64, "--batch-size", help="Images per prediction call (memory, not results).",
+                                   show_default=True),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out of another kind."),
 ) -> None:
-    """Write a Kaggle submission (GalaxyID,Class1.1,...,Class11.6) for every image of a file."""
+    """Predict every galaxy of a file or of a folder/zip of JPEGs: a Kaggle submission or an HDF5 catalogue."""
 
     def action() -> None:
         from .inference import predict_submission
 
-        predict_submission(run, data, out, tta=int(tta), batch_size=batch_size, log=_echo, overwrite=overwrite)
+        predict_submission(run, data, out, tta=tta, batch_size=batch_size, log=_echo, overwrite=overwrite,
+                           images=images, format=format)
 
     _run(action)
 
@@ -165,8 +233,8 @@ def list_recipes() -> None:
 
         for recipe in RECIPES.values():
             _echo(f"{recipe.name}: {recipe.summary}")
-            _echo("  data: galaxyprep build ... --crop {} --size {}; score/predict --tta {}".format(
-                recipe.crop, recipe.size, recipe.tta))
+            _echo(f"  data: {recipe.data.build_command()}  (--crop {recipe.crop} --size {recipe.size}); "
+                  f"score/predict --tta {recipe.tta}")
             _echo("  fit: " + " ".join(_flag(k, v) for k, v in recipe.options.items() if v is not None))
 
     _run(action)

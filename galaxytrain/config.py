@@ -33,7 +33,7 @@ class FitConfig:
     val_fraction: float = 0.1
     seed: int = 0
     augment: Augment = "none"
-    workers: int = 1
+    loader_workers: int = 1
     use_multiprocessing: bool = False
     max_queue_size: int = 10
     learning_rate: float = 1e-3
@@ -57,12 +57,19 @@ class FitConfig:
     weight_decay: float = 0.0
     #: The named recipe the other values started from (galaxytrain.recipes), for the record.
     recipe: str | None = None
+    #: Train a recipe on a file built with another crop or size than the recipe's (said in the log).
+    allow_other_build: bool = False
+    #: A folder for TensorBoard's event files (every epoch's metrics and learning rate); None: none.
+    tensorboard: Path | None = None
     overwrite: bool = False
-    verbose: int | str = "auto"
+    #: A live bar inside each epoch on a terminal (images/s, time left); never in a log, which gets
+    #: one line per epoch either way.
+    progress: bool = True
 
     def __post_init__(self) -> None:
         self.data = Path(self.data)
         self.out = Path(self.out)
+        self.tensorboard = None if self.tensorboard is None else Path(self.tensorboard)
 
     def check(self) -> None:
         """Raise InputError for an option out of range (before any heavy work)."""
@@ -83,8 +90,8 @@ class FitConfig:
             bad("--loss", f"must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.seed < 0:
             bad("--seed", f"must be 0 or more, got {self.seed}")
-        if self.workers < 1:
-            bad("--workers", f"must be at least 1, got {self.workers}")
+        if self.loader_workers < 1:
+            bad("--loader-workers", f"must be at least 1, got {self.loader_workers}")
         if self.max_queue_size < 1:
             bad("--max-queue-size", f"must be at least 1, got {self.max_queue_size}")
         if not self.learning_rate > 0:
@@ -112,6 +119,7 @@ class FitConfig:
         out = asdict(self)
         out["data"] = str(self.data)
         out["out"] = str(self.out)
+        out["tensorboard"] = None if self.tensorboard is None else str(self.tensorboard)
         return out
 
     @classmethod

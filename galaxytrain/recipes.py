@@ -14,21 +14,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from galaxyprep import InputError
+from galaxyprep import DataRecipe, InputError, data_recipe
 
 from .config import FitConfig
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """FitConfig values, plus the data build and test-time views they were measured with."""
+    """FitConfig values, plus the data build and test-time views they were measured with.
+
+    The data build (crop, size) is galaxyprep's `DataRecipe` of the same name.
+    """
 
     name: str
     summary: str
     options: dict = field(default_factory=dict)
-    crop: int = 200
-    size: int = 96
     tta: int = 1
+
+    @property
+    def data(self) -> DataRecipe:
+        return data_recipe(self.name)
+
+    @property
+    def crop(self) -> int:
+        return self.data.crop
+
+    @property
+    def size(self) -> int:
+        return self.data.size
 
 
 RECIPES: dict[str, Recipe] = {
@@ -38,7 +51,7 @@ RECIPES: dict[str, Recipe] = {
         options=dict(model="vgg6", head="sigmoid", loss="bce", augment="none", learning_rate=1e-3,
                      lr_schedule="constant", weight_decay=0.0, batch_size=64, epochs=20, input_size=None,
                      tree_warmup_epochs=0),
-        crop=200, size=96, tta=1),
+        tta=1),
     "best": Recipe(
         name="best",
         summary="galaxy_parts (one conv stack over 8 turned and mirrored corner parts) with the decision-tree "
@@ -47,7 +60,7 @@ RECIPES: dict[str, Recipe] = {
         options=dict(model="galaxy_parts", head="tree", loss="mse", augment="rotate", input_size=64,
                      max_shift=2.0, max_zoom=1.15, learning_rate=1e-3, lr_schedule="cosine",
                      weight_decay=0.0, batch_size=64, epochs=150, tree_warmup_epochs=0, mixed_precision=True),
-        crop=207, size=69, tta=16),
+        tta=16),
 }
 
 
@@ -79,3 +92,23 @@ def resolve_fit_config(recipe: str | None, data: str | Path, out: str | Path, **
             values["tree_warmup_epochs"] = 0
     values.update(given)
     return FitConfig(data=data, out=out, recipe=recipe, **values)
+
+
+def check_recipe_data(recipe: Recipe, crop: int, size: int, path, source: str = "", labels_source: str = "",
+                      allow: bool = False, log=print) -> None:
+    """Refuse a file built otherwise than the recipe's (one line with the command that builds it).
+
+    With `allow`, say what the difference changes and go on: the recipe's
+    views then cover another field of view than the one it was measured on.
+    """
+    if (crop, size) == (recipe.crop, recipe.size):
+        return
+    if not allow:
+        command = recipe.data.build_command(source or "IMAGES", labels_source or "LABELS", "OUT.h5")
+        raise InputError(path, f"was built with --crop {crop} --size {size}; recipe {recipe.name} was measured on "
+                               f"--crop {recipe.crop} --size {recipe.size}: build its file with `{command}`, or "
+                               "pass --allow-other-build to train on this one anyway")
+    view = recipe.options.get("input_size") or size
+    log(f"recipe {recipe.name} on another build (--allow-other-build): its {view} px views cover "
+        f"{crop * view / size:.0f} original pixels here, against {recipe.crop * view / recipe.size:.0f} in the "
+        f"recipe's files (crop {recipe.crop} -> {recipe.size}); the recipe's accuracy was not measured on this")

@@ -27,11 +27,11 @@ def make_galaxy_file(tmp_path):
     from galaxyprep.tree import normalize_tree
 
     def make(n: int = 50, size: int = 32, labels: bool = True, seed: int = 0, name: str = "tiny.h5",
-             chunk_images: int = 8, first_id: int = 100000) -> Path:
+             chunk_images: int = 8, first_id: int = 100000, crop: int | None = None) -> Path:
         rng = np.random.default_rng(seed)
         images = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
         ids = np.arange(first_id, first_id + n, dtype=np.int64)
         y = normalize_tree(rng.random((n, 37))).astype(np.float32) if labels else None
-        return write_galaxy_file(tmp_path / name, images, ids, y, crop=size, chunk_images=chunk_images)
+        return write_galaxy_file(tmp_path / name, images, ids, y, crop=crop or size, chunk_images=chunk_images)
 
     return make

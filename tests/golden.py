@@ -78,7 +78,7 @@ def run_fit(data: Path, out: Path, options: dict) -> list[dict]:
     from galaxytrain.run_dir import read_history_csv
     from galaxytrain.training import fit
 
-    fit(FitConfig(data=data, out=out, verbose=0, **options), log=lambda line: None)
+    fit(FitConfig(data=data, out=out, progress=False, **options), log=lambda line: None)
 
     return [{k: row[k] for k in HISTORY_KEYS} for row in read_history_csv(out / "history.csv")]
 

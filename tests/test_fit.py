@@ -28,7 +28,7 @@ ARTIFACTS = {"best.keras", "last.keras", "history.csv", "config.json", "state.js
 
 
 def _config(data, out, **kw):
-    base = dict(epochs=2, batch_size=16, verbose=0)
+    base = dict(epochs=2, batch_size=16, progress=False)
     base.update(kw)
     return FitConfig(data=data, out=out, **base)
 

@@ -82,7 +82,7 @@ def test_every_recipe_builds_its_model_on_its_files(name):
 
 def test_fit_recipe_best_resumes_and_scores_with_its_views(make_galaxy_file, tmp_path):
     recipe = get_recipe("best")
-    data = make_galaxy_file(n=40, size=recipe.size, seed=2, name="train.h5")
+    data = make_galaxy_file(n=40, size=recipe.size, crop=recipe.crop, seed=2, name="train.h5")
     run = tmp_path / "run"
     command = ["fit", "--recipe", "best", "--data", str(data), "--out", str(run), "--batch-size", "16",
                "--max-zoom", "1.1"]

@@ -11,6 +11,7 @@ validation saw.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -20,18 +21,22 @@ from galaxyprep import N_CLASSES, GalaxyFile, InputError
 
 from ..data import GalaxyBatches, Normalization, TestTimeViews
 from ..data.views import check_tta
+from ..recipes import RECIPES, get_recipe
+from ..run_dir import RunDir
 from .trained import TrainedRun, load_run
 
 
 def predict_file(model, data: str | Path | GalaxyFile, tta: int = 1, batch_size: int = 64, *,
                  normalization: Normalization | None = None, source_size: int | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 progress: Callable[[int, int], None] | None = None, spread: bool = False):
     """GalaxyIDs (file order) and the model's (N, 37) predictions averaged over `tta` views.
 
     `normalization` is the training file's; without it the data file's own
     statistics are used. A model whose input is smaller than the file's
     images takes their centre view, but only when `source_size` (the stored
-    size it was trained from) says that is how it was trained.
+    size it was trained from) says that is how it was trained. With
+    `spread`, also the (N, 37) standard deviation over the views: how much
+    the model's answer depends on the galaxy's orientation.
     """
     check_tta(tta)
     if batch_size < 1:
@@ -43,6 +48,7 @@ def predict_file(model, data: str | Path | GalaxyFile, tta: int = 1, batch_size:
                                 view=TestTimeViews(size, tta), normalize=normalization or True)
         ids = f.ids
         preds = np.empty((len(ids), N_CLASSES), dtype=np.float32)
+        spreads = np.empty((len(ids), N_CLASSES), dtype=np.float32) if spread else None
         # Every call gets a full batch (the last one padded, the padding's outputs dropped),
         # so that the predict function is traced once.
         rows = min(batch_size, max(len(ids), 1))
@@ -53,10 +59,13 @@ def predict_file(model, data: str | Path | GalaxyFile, tta: int = 1, batch_size:
             if k < rows:
                 x = np.concatenate([x, np.zeros((tta, rows - k, size, size, 3), dtype=x.dtype)], axis=1)
             p = np.asarray(model.predict_on_batch(x.reshape(tta * rows, size, size, 3)), dtype=np.float32)
-            preds[lo:lo + k] = p.reshape(tta, rows, -1)[:, :k].mean(axis=0)
+            views = p.reshape(tta, rows, -1)[:, :k]
+            preds[lo:lo + k] = views.mean(axis=0)
+            if spreads is not None:
+                spreads[lo:lo + k] = views.std(axis=0)
             if progress is not None:
                 progress(lo + k, len(ids))
-        return ids.copy(), preds
+        return (ids.copy(), preds, spreads) if spread else (ids.copy(), preds)
     finally:
         if f is not data:
             f.close()
@@ -74,20 +83,62 @@ def _model_size(model, f: GalaxyFile, source_size: int | None) -> int:
     return size
 
 
-def predict_runs(runs: Sequence[str | Path], data: str | Path | GalaxyFile, tta: int = 1, batch_size: int = 64,
-                 ) -> tuple[np.ndarray, np.ndarray, list[TrainedRun]]:
-    """GalaxyIDs and the average prediction of one or more trained runs (an ensemble), each over `tta` views.
+@dataclass
+class Predictions:
+    """What `predict_runs` found: one row per galaxy of the file, in file order."""
 
-    Models are loaded and applied one at a time, so an ensemble needs the
-    memory of one model.
+    ids: np.ndarray
+    mean: np.ndarray            # (N, 37): the average over the runs and their test-time views
+    spread: np.ndarray | None   # (N, 37): std over the test-time views, averaged over the runs; None at tta 1
+    runs: list[TrainedRun]
+    tta: int
+
+
+def predict_runs(runs: Sequence[str | Path], data: str | Path | GalaxyFile, tta: int | None = None,
+                 batch_size: int = 64) -> Predictions:
+    """The average prediction of one or more trained runs (an ensemble), each over `tta` views.
+
+    `tta` None: the test-time views the first run's recipe was measured
+    with (1 without a recipe). Each run must have been trained on files of
+    this file's crop and size. Models are loaded and applied one at a time,
+    so an ensemble needs the memory of one model.
     """
-    total = None
-    trained_runs = []
-    for run in runs:
-        trained = load_run(run)
-        ids, preds = predict_file(trained.model, data, tta, batch_size, normalization=trained.normalization,
-                                  source_size=trained.source_size)
-        total = preds.astype(np.float64) if total is None else total + preds
-        trained.model = None  # free it before the next one
-        trained_runs.append(trained)
-    return ids, (total / len(trained_runs)).astype(np.float32), trained_runs
+    tta = default_tta(runs) if tta is None else tta
+    f = data if isinstance(data, GalaxyFile) else GalaxyFile(data)
+    try:
+        total, spread, trained_runs = None, None, []
+        for run in runs:
+            trained = load_run(run)
+            check_same_build(trained, f)
+            ids, preds, views = predict_file(trained.model, f, tta, batch_size, normalization=trained.normalization,
+                                             source_size=trained.source_size, spread=True)
+            total = preds.astype(np.float64) if total is None else total + preds
+            spread = views.astype(np.float64) if spread is None else spread + views
+            trained.model = None  # free it before the next one
+            trained_runs.append(trained)
+    finally:
+        if f is not data:
+            f.close()
+    n = len(trained_runs)
+    return Predictions(ids, (total / n).astype(np.float32), (spread / n).astype(np.float32) if tta > 1 else None,
+                       trained_runs, tta)
+
+
+def default_tta(runs: Sequence[str | Path]) -> int:
+    """The test-time views of the first run's recipe (what its accuracy was measured with); 1 without one."""
+    first = Path(runs[0])
+    record = RunDir(first.parent if first.suffix == ".keras" else first).read_config() or {}
+    name = record.get("config", {}).get("recipe")
+    return get_recipe(name).tta if name in RECIPES else 1
+
+
+def check_same_build(trained: TrainedRun, f: GalaxyFile) -> None:
+    """Refuse a file of another crop or size than the run's training file: the galaxies would be seen otherwise."""
+    data = trained.record.get("data", {})
+    crop, size = data.get("crop"), data.get("image_size")
+    info = f.info
+    if (crop and info.crop and int(crop) != info.crop) or (size and int(size) != info.size):
+        raise InputError(f.path, f"was built with --crop {info.crop} --size {info.size} ({info.size}x{info.size}x3 "
+                                 f"images), but {trained.run_path} was trained on --crop {crop} --size {size} files "
+                                 f"({size}x{size}x3); rebuild it with `galaxyprep build --crop {crop} --size {size} "
+                                 f"--images ... --out ...`")

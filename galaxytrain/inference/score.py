@@ -16,7 +16,7 @@ from .trained import as_runs
 
 
 def score_run(run: str | Path | Sequence[str | Path], data: str | Path, report_path: str | Path,
-              plots_dir: str | Path | None = None, tta: int = 1, batch_size: int = 64,
+              plots_dir: str | Path | None = None, tta: int | None = None, batch_size: int = 64,
               log: Callable[[str], None] = print, overwrite: bool = False) -> dict:
     """Predict a labelled file, report, write JSON (with `rmse`).
 
@@ -40,14 +40,16 @@ def is_report(path: Path) -> bool:
     return isinstance(report, dict) and {"rmse", "question_accuracy", "leaderboard"} <= set(report)
 
 
-def _score(runs: list[Path], data: Path, report_path: Path, plots_dir: str | Path | None, tta: int, batch_size: int,
+def _score(runs: list[Path], data: Path, report_path: Path, plots_dir: str | Path | None, tta: int | None,
+           batch_size: int,
            log: Callable[[str], None]) -> dict:
     with GalaxyFile(data) as f:
         if not f.has_labels:
             raise InputError(data, "has no labels (a test set?); score needs a labelled file; "
                                    "use `galaxytrain predict` for a submission")
         y_true = np.asarray(f.checked_labels(), dtype=np.float64)
-        ids, preds, trained_runs = predict_runs(runs, f, tta, batch_size)
+        found = predict_runs(runs, f, tta, batch_size)
+    ids, preds, trained_runs, tta = found.ids, found.mean, found.runs, found.tta
     trained = trained_runs[0]
     if plots_dir is None:
         plots_dir = report_path.with_name(report_path.stem + "_plots")

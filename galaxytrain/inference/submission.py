@@ -1,15 +1,19 @@
-"""The Kaggle submission: ``galaxytrain predict``."""
+"""``galaxytrain predict``: a Kaggle submission CSV, or predictions as HDF5, from a file or from JPEGs."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import CLASS_NAMES, GalaxyFile, atomic_write, check_output, exclusive_lock
+from galaxyprep import CLASS_NAMES, BuildConfig, InputError, atomic_write, build, check_output, exclusive_lock
 
+from ..choices import OutputFormat
+from ..run_dir import RunDir
 from .predict import predict_runs
+from .predictions_file import is_predictions_file, write_predictions
 from .trained import as_runs
 
 
@@ -33,13 +37,56 @@ def is_submission(path: Path) -> bool:
         return f.read(len(header)).decode("ascii", errors="replace") == header
 
 
-def predict_submission(run: str | Path | Sequence[str | Path], data: str | Path, out: str | Path, tta: int = 1,
-                       batch_size: int = 64, log: Callable[[str], None] = print, overwrite: bool = False) -> Path:
-    """The whole of ``galaxytrain predict``; several runs are averaged."""
+def predict_submission(run: str | Path | Sequence[str | Path], data: str | Path | None, out: str | Path,
+                       tta: int | None = None, batch_size: int = 64, log: Callable[[str], None] = print,
+                       overwrite: bool = False, images: str | Path | None = None,
+                       format: OutputFormat = "csv") -> Path:
+    """The whole of ``galaxytrain predict``: a galaxyprep file (`data`) or JPEGs (`images`) -> CSV or HDF5.
+
+    Several runs are averaged. JPEGs are built first, into a temporary file
+    beside `out`, with galaxyprep's pipeline at the runs' crop and size.
+    """
     runs = as_runs(run)
-    check_output(out, [("--data", data)] + [("--run", r) for r in runs], is_submission, "submission CSV", overwrite)
-    with exclusive_lock(out), GalaxyFile(data) as f:  # the file opened once for every run of an ensemble
-        ids, preds, trained = predict_runs(runs, f, tta, batch_size)
-        path = write_submission(out, ids, preds)
-    log(f"wrote {path} ({len(ids)} galaxies, {', '.join(str(t.model_path) for t in trained)}, tta {tta})")
+    if (data is None) == (images is None):
+        raise InputError("--data/--images", "give one of them: a galaxyprep file, or a folder or zip of JPEGs")
+    is_ours = is_submission if format == "csv" else is_predictions_file
+    kind = "submission CSV" if format == "csv" else "galaxytrain predictions file"
+    check_output(out, [("--data", data), ("--images", images)] + [("--run", r) for r in runs], is_ours, kind,
+                 overwrite)
+    with exclusive_lock(out):
+        if images is None:
+            found = predict_runs(runs, data, tta, batch_size)
+        else:
+            with tempfile.TemporaryDirectory(prefix=".galaxytrain-", dir=Path(out).resolve().parent) as tmp:
+                built = build_for_runs(runs, images, Path(tmp) / "images.h5", log)
+                found = predict_runs(runs, built, tta, batch_size)
+        source = str(images if images is not None else data)
+        if format == "csv":
+            path = write_submission(out, found.ids, found.mean)
+        else:
+            path = write_predictions(out, found.ids, found.mean, found.spread, {
+                "source": source, "runs": [str(t.model_path) for t in found.runs], "tta": found.tta})
+    log(f"wrote {path} ({len(found.ids)} galaxies, {', '.join(str(t.model_path) for t in found.runs)}, "
+        f"tta {found.tta})")
     return path
+
+
+def build_for_runs(runs: Sequence[Path], images: str | Path, out: Path, log: Callable[[str], None]) -> Path:
+    """A galaxyprep file of `images` at the crop and size the runs were trained on."""
+    builds = set()
+    for run in runs:
+        first = Path(run)
+        record = RunDir(first.parent if first.suffix == ".keras" else first).read_config() or {}
+        data = record.get("data", {})
+        if not data.get("crop") or not data.get("image_size"):
+            raise InputError(run, "its config.json does not say the crop and size it was trained on; build the "
+                                  "images with `galaxyprep build` and predict with --data")
+        builds.add((int(data["crop"]), int(data["image_size"])))
+    if len(builds) > 1:
+        raise InputError("--run", f"the runs were trained on different builds ({sorted(builds)}); predict each "
+                                  "from its own file")
+    crop, size = builds.pop()
+    summary = build(BuildConfig(images=Path(images), out=out, crop=crop, size=size))
+    log(f"built {summary.n_written:,} images from {images} at --crop {crop} --size {size}"
+        + (f"; left out {len(summary.skipped)} (first: {summary.skipped[0]})" if summary.skipped else ""))
+    return out

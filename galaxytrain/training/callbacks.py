@@ -10,7 +10,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from galaxyprep import InputError
+from galaxyprep import InputError, Progress
 
 from ..gpu import peak_gpu_memory, reset_peak_gpu_memory
 from ..models import set_normalize
@@ -128,3 +128,38 @@ class StopOnDivergence(keras.callbacks.Callback):
                 if done else "no epoch was completed, so no model was saved")
         raise TrainingDiverged(self.run_dir, f"training diverged: loss {float(loss)} at {where}; {kept}; "
                                              "lower --learning-rate and train again (with --overwrite)")
+
+
+class LogLearningRate(keras.callbacks.Callback):
+    """Put the epoch's learning rate into the logs that the callbacks after this one see (TensorBoard)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A live bar inside each epoch (images done, images/s, time left), gone before the epoch's line."""
+
+    def __init__(self, n_images: int, batch_size: int, epochs: int):
+        super().__init__()
+        self.n_images, self.batch_size, self.epochs = n_images, batch_size, epochs
+        self._bar: Progress | None = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._bar = Progress(self.n_images, f"epoch {epoch + 1}/{self.epochs}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._bar is not None:
+            self._bar.update(min((int(batch) + 1) * self.batch_size, self.n_images))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._close()
+
+    def on_train_end(self, logs=None):
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -21,8 +21,9 @@ from galaxyprep import GalaxyFile, InputError, exclusive_lock, same_path
 from ..config import FitConfig
 from ..data import GalaxyBatches, RotateRanges, training_view
 from ..models import InputShapeError, available_models, create_model, load_model
+from ..recipes import check_recipe_data, get_recipe
 from ..run_dir import RunDir
-from .callbacks import EnableTreeNormalization, RunDirCallback, StopOnDivergence
+from .callbacks import EnableTreeNormalization, EpochProgress, LogLearningRate, RunDirCallback, StopOnDivergence
 from .data_record import TrainingData, prepare_data
 from .resume import prepare_run_dir
 from .rng_state import restore_seed_generator_states
@@ -55,6 +56,10 @@ def fit(config: FitConfig, log: Log = print) -> FitResult:
     if same_path(config.out, config.data):
         raise InputError(config.out, "is also the command's --data; choose another --out")
     with exclusive_lock(config.out), GalaxyFile(config.data) as f:  # one fit per run directory
+        if config.recipe is not None:
+            info = f.info
+            check_recipe_data(get_recipe(config.recipe), info.crop, info.size, config.data, info.source,
+                              info.labels_source, config.allow_other_build, log)
         data = prepare_data(config, f)  # the one handle of this process; loader workers open their own
         run = RunDir(config.out)
         state = prepare_run_dir(run, config, data.record)
@@ -88,15 +93,11 @@ def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: Tra
     train, val = _datasets(config, f, data, size)
     train.set_epoch(initial_epoch)  # a resumed epoch sees the order it would have seen
     state["monitor"] = "val_loss" if val is not None else "loss"
-    # A terminal gets Keras' progress bar; a log file gets only our line per epoch.
-    verbose = config.verbose if config.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
-    keras_verbose = 1 if verbose == 1 else 0
     try:
         # shuffle=False: the batches are already shuffled, from (seed, epoch, index); Keras'
         # own shuffle of their order draws on a global generator that a resumed run cannot replay.
         model.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=initial_epoch,
-                  callbacks=_callbacks(config, run, state, data, len(train), keras_verbose, log),
-                  verbose=keras_verbose, shuffle=False)
+                  callbacks=_callbacks(config, run, state, data, len(train), log), verbose=0, shuffle=False)
     finally:
         for ds in (train, val):
             if ds is not None:
@@ -107,7 +108,7 @@ def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: Tra
 def _datasets(config: FitConfig, f: GalaxyFile, data: TrainingData,
               size: int) -> tuple[GalaxyBatches, GalaxyBatches | None]:
     """Training batches (shuffled, augmented) and validation batches (file order, centre view)."""
-    loader = dict(workers=config.workers, use_multiprocessing=config.use_multiprocessing,
+    loader = dict(workers=config.loader_workers, use_multiprocessing=config.use_multiprocessing,
                   max_queue_size=config.max_queue_size)
     view = training_view(config.augment, size, RotateRanges(max_shift=config.max_shift, max_zoom=config.max_zoom))
     train = GalaxyBatches(f, data.train_rows, batch_size=config.batch_size, shuffle=True, seed=config.seed,
@@ -120,20 +121,25 @@ def _datasets(config: FitConfig, f: GalaxyFile, data: TrainingData,
 
 
 def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, steps_per_epoch: int,
-               keras_verbose: int, log: Log) -> list[keras.callbacks.Callback]:
-    """The progress bar first (its epoch line before ours), then the schedules, then the commit.
+               log: Log) -> list[keras.callbacks.Callback]:
+    """The progress bar first (closed before our epoch line), then the schedules, then the commit.
 
     The schedules act at epoch and batch begin, from the epoch number alone,
     so a resumed run picks them up where it stopped.
     """
     warmup = config.tree_warmup_epochs if config.head == "tree" else 0
-    callbacks: list[keras.callbacks.Callback] = [keras.callbacks.ProgbarLogger()] if keras_verbose else []
+    # A terminal gets a live bar inside each epoch; a log file only our line per epoch.
+    live = config.progress and sys.stderr.isatty()
+    callbacks: list[keras.callbacks.Callback] = [EpochProgress(len(data.train_rows), config.batch_size,
+                                                               config.epochs)] if live else []
     if warmup:
         callbacks.append(EnableTreeNormalization(at_epoch=warmup))
     if config.lr_schedule != "constant":
         callbacks.append(LearningRateSchedule(config.lr_schedule, config.learning_rate, config.epochs,
                                               steps_per_epoch))
     callbacks.append(StopOnDivergence(run.path, state))
+    if config.tensorboard is not None:
+        callbacks += [LogLearningRate(), keras.callbacks.TensorBoard(log_dir=str(config.tensorboard))]
     # The first epoch with the tree normalisation on starts the choice of best.keras afresh:
     # losses of the unnormalised outputs are not comparable with the model that is kept.
     callbacks.append(RunDirCallback(run, state, state["monitor"], len(data.train_rows), data.baseline, log,
@@ -148,14 +154,7 @@ def _log_start(config: FitConfig, data: TrainingData, model: keras.Model, size: 
     log(f"data: {config.data} ({data.record['data']['n_used']} images {stored}x{stored}{view}; "
         f"{len(data.train_rows)} train, {len(data.val_rows)} validation, split seed {config.seed})")
     if config.recipe is not None:
-        from ..recipes import get_recipe
-
-        recipe = get_recipe(config.recipe)
-        built = (data.record["data"].get("crop"), stored)
-        note = ("" if built == (recipe.crop, recipe.size) else
-                f" (measured on files built with --crop {recipe.crop} --size {recipe.size}; "
-                f"this one has crop {built[0]}, size {built[1]})")
-        log(f"recipe: {config.recipe}{note}")
+        log(f"recipe: {config.recipe}")
     log(f"model: {config.model} ({model.count_params():,} parameters, head {config.head}, loss {config.loss})")
     if data.baseline is not None:
         log(f"validation RMSE of predicting the training mean: {data.baseline:.5f}")
