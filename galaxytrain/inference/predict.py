@@ -88,6 +88,7 @@ def predict_runs(runs: Sequence[str | Path], data: str | Path | GalaxyFile, tta:
         ids, preds = predict_file(trained.model, data, tta, batch_size, normalization=trained.normalization,
                                   source_size=trained.source_size)
         total = preds.astype(np.float64) if total is None else total + preds
+        trained.input_size = int(trained.model.input_shape[1])
         trained.model = None  # free it before the next one
         trained_runs.append(trained)
     return ids, (total / len(trained_runs)).astype(np.float32), trained_runs
