@@ -66,7 +66,7 @@ def test_plots_are_valid_pngs(tmp_path):
     t, p = _case(n=60, seed=1)
     r = build_report(t, p, plots_dir=tmp_path / "plots")
     names = sorted(f.rsplit("/", 1)[-1] for f in r["plots"])
-    assert names == sorted([f"roc_{c}.png" for c in CLASS_NAMES] + ["roc_grid.png"])
+    assert names == sorted([f"roc_{c}.png" for c in CLASS_NAMES] + ["roc_grid.png", "question_accuracy.png"])
     for f in r["plots"]:
         with open(f, "rb") as fh:
             assert fh.read(8) == PNG_MAGIC

@@ -73,17 +73,13 @@ def question_accuracy(
     reached, and ``mean`` is the unweighted mean over questions with an accuracy.
     """
     t, p = _check_pair(y_true, y_pred)
-    reached = parent_totals(t) >= min_reached
     per_question: dict[str, dict] = {}
-    for q, (name, sl) in enumerate(zip(QUESTION_NAMES, QUESTION_SLICES)):
-        rows = reached[:, q]
+    for name, sl, rows in _reached_questions(t, min_reached):
         n = int(rows.sum())
         if n == 0:
             per_question[name] = {"accuracy": None, "n": 0}
             continue
-        tq, pq = t[rows, sl], p[rows, sl]
-        picked = tq[np.arange(n), np.argmax(pq, axis=1)]
-        correct = picked >= tq.max(axis=1) - _TIE_TOL
+        correct = picks_crowd_top(t[rows, sl], p[rows, sl])
         per_question[name] = {"accuracy": float(correct.mean()), "n": n}
     defined = [v["accuracy"] for v in per_question.values() if v["accuracy"] is not None]
     return {
@@ -92,6 +88,52 @@ def question_accuracy(
         "mean": float(np.mean(defined)) if defined else None,
         "n_questions": len(defined),
     }
+
+
+def _reached_questions(t: np.ndarray, min_reached: float):
+    """(question name, its columns, boolean rows of the galaxies that reached it) for each question."""
+    reached = parent_totals(t) >= min_reached
+    for q, (name, sl) in enumerate(zip(QUESTION_NAMES, QUESTION_SLICES)):
+        yield name, sl, reached[:, q]
+
+
+def crowd_top(answers: np.ndarray) -> np.ndarray:
+    """Boolean (n, A): which answers of one question are the crowd's top ones (ties within 1e-9 all count)."""
+    a = np.asarray(answers, dtype=np.float64)
+    return a >= a.max(axis=1, keepdims=True) - _TIE_TOL
+
+
+def picks_crowd_top(true_answers: np.ndarray, pred_answers: np.ndarray) -> np.ndarray:
+    """Boolean (n,): whether the top predicted answer of one question is one of the crowd's top answers."""
+    picks = np.argmax(np.asarray(pred_answers), axis=1)
+    return crowd_top(true_answers)[np.arange(len(picks)), picks]
+
+
+def most_common_answer_accuracy(y_true: np.ndarray, *, min_reached: float = DEFAULT_MIN_REACHED) -> dict:
+    """Per question: the accuracy of always giving the answer that is most often the crowd's top answer.
+
+    The baseline for `question_accuracy`, scored the same way over the same
+    reached galaxies: a galaxy whose crowd ties between answers counts for each
+    of them, so the chosen answer is the constant prediction that scores best
+    (the first one on a tie of counts). It is measured on the labels it is
+    scored against, so it is slightly optimistic, like `rmse_mean_predictor`.
+
+    Returns ``{"Class1": {"answer": "Class1.1", "accuracy", "n"}, ...}``;
+    ``answer`` and ``accuracy`` are None for a question no galaxy reached.
+    """
+    t = _as_float_array(y_true, "y_true")
+    if t.ndim != 2 or t.shape[1] != len(CLASS_NAMES):
+        raise ValueError(f"expected shape (N, {len(CLASS_NAMES)}), got {t.shape}")
+    out: dict[str, dict] = {}
+    for name, sl, rows in _reached_questions(t, min_reached):
+        n = int(rows.sum())
+        if n == 0:
+            out[name] = {"answer": None, "accuracy": None, "n": 0}
+            continue
+        counts = crowd_top(t[rows, sl]).sum(axis=0)
+        best = int(np.argmax(counts))
+        out[name] = {"answer": CLASS_NAMES[sl.start + best], "accuracy": float(counts[best] / n), "n": n}
+    return out
 
 
 def _average_ranks(x: np.ndarray) -> np.ndarray:

@@ -16,12 +16,14 @@ from galaxyprep import CLASS_NAMES, QUESTION_NAMES, jsonable, write_json_atomic
 from .leaderboard import BENCHMARKS, TOP_SCORES, leaderboard_place
 from .metrics import (
     DEFAULT_MIN_REACHED,
+    most_common_answer_accuracy,
     question_accuracy,
     rmse,
     rmse_mean_predictor,
     roc_auc_binarized,
     roc_curve_points,
 )
+from .pictures import write_question_accuracy_chart
 
 AUC_THRESHOLD = 0.5
 
@@ -33,11 +35,13 @@ def build_report(
     plots_dir: Path | None = None,
     meta: dict | None = None,
 ) -> dict:
-    """Score predictions against labels; with ``plots_dir``, also write ROC PNGs there.
+    """Score predictions against labels; with ``plots_dir``, also write PNGs there.
 
-    Plots: ``roc_<class>.png`` for each of the 37 classes and ``roc_grid.png``
-    with all of them; a class with one label value only gets an empty,
-    labelled panel.
+    Plots: ``question_accuracy.png`` (per-question accuracy against always
+    giving the most common answer), ``roc_<class>.png`` for each of the 37
+    classes and ``roc_grid.png`` with all of them; a class with one label
+    value only gets an empty, labelled panel. (`score` adds a gallery of
+    images, which this function does not have.)
     """
     t = np.asarray(y_true, dtype=np.float64)
     p = np.asarray(y_pred, dtype=np.float64)
@@ -54,6 +58,9 @@ def build_report(
             f"top predicted answer == crowd's top answer, over galaxies where at least "
             f"{DEFAULT_MIN_REACHED:g} of the crowd was asked the question"
         ),
+        "question_accuracy_most_common": most_common_answer_accuracy(t, min_reached=DEFAULT_MIN_REACHED),
+        "question_accuracy_most_common_note": "the same accuracy for always giving the answer that is most often "
+                                              "the crowd's top answer on this same set",
         "roc_auc": auc,
         "roc_auc_summary": {
             "label_rule": f"y_true >= {AUC_THRESHOLD:g}",
@@ -67,7 +74,9 @@ def build_report(
         "plots": [],
     }
     if plots_dir is not None:
-        report["plots"] = [str(f) for f in write_roc_plots(t, p, Path(plots_dir), auc)]
+        chart = write_question_accuracy_chart(report["question_accuracy"], report["question_accuracy_most_common"],
+                                              Path(plots_dir))
+        report["plots"] = [str(f) for f in [chart, *write_roc_plots(t, p, Path(plots_dir), auc)]]
     return jsonable(report)
 
 

@@ -114,6 +114,7 @@ def predict_runs(runs: Sequence[str | Path], data: str | Path | GalaxyFile, tta:
                                              source_size=trained.source_size, spread=True)
             total = preds.astype(np.float64) if total is None else total + preds
             spread = views.astype(np.float64) if spread is None else spread + views
+            trained.input_size = int(trained.model.input_shape[1])
             trained.model = None  # free it before the next one
             trained_runs.append(trained)
     finally:

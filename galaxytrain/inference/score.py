@@ -10,17 +10,21 @@ import numpy as np
 
 from galaxyprep import GalaxyFile, InputError, check_output, exclusive_lock
 
-from ..evaluation import build_report, format_report, write_report
+from ..data.views import centre_view
+from ..evaluation import build_report, format_report, gallery_rows, per_galaxy_rmse, write_gallery, write_report
+from ..evaluation.pictures import GALLERY_K
 from .predict import predict_runs
-from .trained import as_runs
+from .trained import TrainedRun, as_runs
 
 
 def score_run(run: str | Path | Sequence[str | Path], data: str | Path, report_path: str | Path,
               plots_dir: str | Path | None = None, tta: int | None = None, batch_size: int = 64,
-              log: Callable[[str], None] = print, overwrite: bool = False) -> dict:
-    """Predict a labelled file, report, write JSON (with `rmse`).
+              log: Callable[[str], None] = print, overwrite: bool = False, gallery: int = GALLERY_K) -> dict:
+    """Predict a labelled file, report, write JSON (with `rmse`) and the plots.
 
     Several runs are scored as one ensemble: the average of their predictions.
+    ``gallery`` galaxies on each side of ``gallery.png`` (best and worst by
+    per-galaxy RMSE); 0 writes no gallery.
     """
     data = Path(data)
     report_path = Path(report_path)
@@ -28,7 +32,7 @@ def score_run(run: str | Path | Sequence[str | Path], data: str | Path, report_p
     check_output(report_path, [("--data", data)] + [("--run", r) for r in runs], is_report, "score report (JSON)",
                  overwrite)
     with exclusive_lock(report_path):
-        return _score(runs, data, report_path, plots_dir, tta, batch_size, log)
+        return _score(runs, data, report_path, plots_dir, tta, batch_size, log, gallery)
 
 
 def is_report(path: Path) -> bool:
@@ -41,18 +45,19 @@ def is_report(path: Path) -> bool:
 
 
 def _score(runs: list[Path], data: Path, report_path: Path, plots_dir: str | Path | None, tta: int | None,
-           batch_size: int,
-           log: Callable[[str], None]) -> dict:
+           batch_size: int, log: Callable[[str], None], gallery: int = GALLERY_K) -> dict:
+    if plots_dir is None:
+        plots_dir = report_path.with_name(report_path.stem + "_plots")
     with GalaxyFile(data) as f:
         if not f.has_labels:
             raise InputError(data, "has no labels (a test set?); score needs a labelled file; "
                                    "use `galaxytrain predict` for a submission")
         y_true = np.asarray(f.checked_labels(), dtype=np.float64)
         found = predict_runs(runs, f, tta, batch_size)
-    ids, preds, trained_runs, tta = found.ids, found.mean, found.runs, found.tta
-    trained = trained_runs[0]
-    if plots_dir is None:
-        plots_dir = report_path.with_name(report_path.stem + "_plots")
+        ids, trained_runs, tta = found.ids, found.runs, found.tta
+        preds = np.clip(found.mean, 0.0, 1.0)
+        trained = trained_runs[0]
+        pictures = [_write_gallery(f, ids, y_true, preds, trained, Path(plots_dir), gallery)] if gallery > 0 else []
     cfg = trained.record.get("config", {})
     meta = {
         "run": str(trained.run_path),
@@ -66,8 +71,29 @@ def _score(runs: list[Path], data: Path, report_path: Path, plots_dir: str | Pat
         "tta": tta,
         "predictions_clipped": True,
     }
-    report = build_report(y_true, np.clip(preds, 0.0, 1.0), plots_dir=Path(plots_dir), meta=meta)
+    report = build_report(y_true, preds, plots_dir=Path(plots_dir), meta=meta)
+    report["plots"] = [str(p) for p in pictures] + report["plots"]
     write_report(report, report_path)
     log(format_report(report))
     log(f"wrote {report_path}")
     return report
+
+
+def _write_gallery(f: GalaxyFile, ids: np.ndarray, y_true: np.ndarray, preds: np.ndarray, trained: TrainedRun,
+                   plots_dir: Path, k: int) -> Path:
+    """The gallery of the k best and k worst galaxies, reading only their rows of the file."""
+    best, worst = gallery_rows(per_galaxy_rmse(y_true, preds), k)
+    rows = np.sort(np.concatenate([best, worst]))  # file order: write_gallery picks the same ones, in the same order
+    images = gallery_images(f, rows, trained.input_size or f.size)
+    return write_gallery(images, ids[rows], y_true[rows], preds[rows], plots_dir, k=k, n_scored=len(ids))
+
+
+def gallery_images(f: GalaxyFile, rows: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (len(rows), size, size, 3): the centre view the model saw of each row, read one row at a time.
+
+    A row at a time, so that a gallery of a large file costs a few images of
+    memory, not the file (the rows are scattered; one slice would span them all).
+    """
+    stored = np.stack([f.images(int(r), int(r) + 1)[0] for r in rows]) if len(rows) else \
+        np.empty((0, f.size, f.size, 3), dtype=np.uint8)
+    return centre_view(stored, size)

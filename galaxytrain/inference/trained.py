@@ -21,6 +21,8 @@ class TrainedRun:
     model_path: Path
     run_path: Path
     record: dict = field(default_factory=dict)
+    #: The side of the images the model takes (its input_shape), kept after the model is freed.
+    input_size: int | None = None
 
     @property
     def normalization(self) -> Normalization | None:
