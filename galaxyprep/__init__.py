@@ -5,7 +5,8 @@ every other module is the package's own business.
 """
 
 from .atomic import atomic_write, jsonable, write_json_atomic, write_text_atomic
-from .build import BuildConfig, BuildSummary, build
+from .build import BuildConfig, BuildSummary
+from .build import build as build_galaxy_file  # not `build`: that name is the module galaxyprep.build
 from .errors import InputError
 from .galaxy_file import GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file
 from .kernels import normalize_batch, normalize_batch_serial
@@ -42,7 +43,7 @@ __all__ = [
     "Progress",
     "__version__",
     "atomic_write",
-    "build",
+    "build_galaxy_file",
     "check_output",
     "data_recipe",
     "exclusive_lock",

@@ -8,7 +8,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import CLASS_NAMES, BuildConfig, InputError, atomic_write, build, check_output, exclusive_lock
+from galaxyprep import (CLASS_NAMES, BuildConfig, InputError, atomic_write, build_galaxy_file, check_output,
+                        exclusive_lock)
 
 from ..choices import OutputFormat
 from ..run_dir import RunDir
@@ -86,7 +87,7 @@ def build_for_runs(runs: Sequence[Path], images: str | Path, out: Path, log: Cal
         raise InputError("--run", f"the runs were trained on different builds ({sorted(builds)}); predict each "
                                   "from its own file")
     crop, size = builds.pop()
-    summary = build(BuildConfig(images=Path(images), out=out, crop=crop, size=size))
+    summary = build_galaxy_file(BuildConfig(images=Path(images), out=out, crop=crop, size=size))
     log(f"built {summary.n_written:,} images from {images} at --crop {crop} --size {size}"
         + (f"; left out {len(summary.skipped)} (first: {summary.skipped[0]})" if summary.skipped else ""))
     return out
