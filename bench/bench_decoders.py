@@ -38,6 +38,17 @@ def decoders(crop: int, size: int) -> dict:
         f"simplejpeg, DCT-scaled to {plan.scaled_height}": lambda d: simplejpeg.decode_jpeg(d, min_height=side, min_width=side),
     }
 
+    from galaxyprep.decode import window_decoder_available
+
+    if window_decoder_available():
+        from galaxyprep import _cropdecode
+
+        window = make_plan(424, 424, crop, size, window=True)
+        buf = np.empty(window.buffer_shape, np.uint8)
+        args = (window.scale_num, window.scaled_height, window.scaled_width) + window.window
+        found[f"galaxyprep window decoder, {window.window[2]}x{window.window[3]} of {window.scaled_height}"] = (
+            lambda d: _cropdecode.decode_window(d, *args, np.empty_like(buf)))
+
     def pil_full(d):
         with Image.open(io.BytesIO(d)) as im:
             return np.asarray(im.convert("RGB"))

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from .decode import DecodePlan, make_plan, probe_size
+from .decode import DecodePlan, make_plan, probe_size, window_decoder_available
 from .decode_pool import DecodePool
 from .errors import InputError
 from .galaxy_file import GalaxyFileWriter, is_galaxy_file
@@ -59,6 +59,7 @@ class BuildConfig:
     dct_scaling: bool = True         # decode at a reduced scale in the DCT domain where possible
     processes: bool | None = None    # decode in forked processes (default where fork is native) or threads
     direct_io: bool = True           # pixels written in place with O_DIRECT where the file system allows
+    crop_decode: bool = True         # decode only the centre window (the C extension), where it was built
     overwrite: bool = False          # replace an existing --out that is not a galaxyprep file
 
     def validate(self) -> None:
@@ -99,6 +100,7 @@ class BuildSummary:
     seconds: float = 0.0
     resumed_from: int = 0
     plan: dict = field(default_factory=dict)
+    decoder: str = ""
 
     @property
     def images_per_second(self) -> float:
@@ -108,6 +110,8 @@ class BuildSummary:
         mb = self.out.stat().st_size / 1e6 if self.out.exists() else 0.0
         out = [f"wrote {self.n_written:,} images to {self.out} ({mb:,.1f} MB) in {self.seconds:.1f} s "
                f"({self.images_per_second:,.0f} images/s)"]
+        if self.decoder:
+            out.append(f"decoder: {self.decoder}")
         if self.resumed_from:
             out.append(f"resumed after {self.resumed_from:,} images already written")
         if self.skipped:
@@ -177,6 +181,7 @@ def _build(config: BuildConfig, progress: Callable[[int, int], None] | None,
 
     plan = _plan_from_sample(source, ids, config)
     summary.plan = plan.describe()
+    summary.decoder = _decoder_name(plan, config.dct_scaling)
     try:
         _write_file(source, ids, labels, plan, problems, config, summary, say, progress)
     except OSError as exc:  # creating, filling or committing the file
@@ -217,7 +222,7 @@ def _write_file(source: ImageSource, ids: np.ndarray, labels, plan: DecodePlan, 
             "labels_source": "" if config.labels is None else str(config.labels),
             "build_params": config.params(),
             "decode_plan": summary.plan,
-            "decoder": _decoder_name(config.dct_scaling),
+            "decoder": summary.decoder,
             "galaxyprep_version": __version__,
             "skipped": [asdict(p) for p in skipped],
             "images_without_labels": summary.images_without_labels,
@@ -240,7 +245,8 @@ def _plan_from_sample(source: ImageSource, ids: np.ndarray, config: BuildConfig)
         raise InputError(config.images, f"the JPEG headers say {width}x{height} pixels, over the "
                                         f"{MAX_PIXELS // 10**6} Mpx this tool decodes: not a Galaxy Zoo cutout")
     try:
-        return make_plan(height, width, config.crop, config.size, config.dct_scaling)
+        return make_plan(height, width, config.crop, config.size, config.dct_scaling,
+                         window=config.crop_decode and window_decoder_available())
     except ValueError as exc:
         raise InputError("--crop", str(exc)) from None
 
@@ -302,8 +308,10 @@ def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodeP
                 progress(consumed, len(ids))
 
 
-def _decoder_name(dct_scaling: bool) -> str:
+def _decoder_name(plan: DecodePlan, dct_scaling: bool) -> str:
+    scaling = "DCT scaling" if dct_scaling else "full-size decode"
+    if plan.window is not None:
+        return f"galaxyprep window decoder (system libjpeg-turbo, centre window only, {scaling})"
     import simplejpeg
 
-    scaling = "DCT scaling" if dct_scaling else "full-size decode"
-    return f"simplejpeg {simplejpeg.__version__} (libjpeg-turbo, {scaling})"
+    return f"simplejpeg {simplejpeg.__version__} (libjpeg-turbo, full frame, {scaling})"

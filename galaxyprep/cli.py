@@ -67,6 +67,9 @@ def build(
     direct_io: bool = typer.Option(_BUILD.direct_io, "--direct-io/--no-direct-io", show_default=True,
                                    help="Write pixels with O_DIRECT (past the page cache) where the file system "
                                         "allows."),
+    crop_decode: bool = typer.Option(_BUILD.crop_decode, "--crop-decode/--no-crop-decode", show_default=True,
+                                     help="Decode only the centre window (galaxyprep's C decoder, where it was "
+                                          "built); the pixels are the full-frame decode's."),
     progress: bool = typer.Option(True, "--progress/--no-progress", show_default=True,
                                   help="A live bar on a terminal, a line every few seconds in a log."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="The same as --no-progress."),
@@ -83,7 +86,7 @@ def build(
                          size=size if size is not None else chosen.size if chosen else _BUILD.size,
                          workers=workers, limit=limit, ids_file=ids, on_error=on_error, resume=resume,
                          compression=compression, chunk_images=chunk_images, batch_size=batch_size,
-                         dct_scaling=dct_scaling, direct_io=direct_io, overwrite=overwrite)
+                         dct_scaling=dct_scaling, direct_io=direct_io, overwrite=overwrite, crop_decode=crop_decode)
     meter: list[Progress] = []
 
     def advance(done: int, total: int) -> None:

@@ -1,10 +1,14 @@
-"""JPEG decoding with libjpeg-turbo's DCT-domain scaling (via simplejpeg).
+"""JPEG decoding with libjpeg-turbo's DCT-domain scaling: the centre window only, or the full frame.
 
-simplejpeg was chosen by measurement (bench/bench_decoders.py, README): it is
-the fastest decoder here, decodes straight into a caller's buffer, and
-releases the GIL, so threads scale over cores with no pickling. Decoding at
-the largest 1/8-step scale that still leaves the crop at least `size` pixels
-wide does most of the downsampling inside the IDCT, for free.
+Decoding at the largest 1/8-step scale that still leaves the crop at least
+`size` pixels wide does most of the downsampling inside the IDCT, for free.
+The window decoder (`_cropdecode`, a C extension on the system's
+libjpeg-turbo) then skips the IDCT, upsampling and colour conversion of
+everything outside the rows and columns the resample reads, plus a margin of
+WINDOW_MARGIN pixels for the chroma upsampling's context: its pixels are
+those of the full-frame decode, bit for bit (tests/test_window_decode.py).
+Where the extension was not built, simplejpeg decodes the full frame
+(the fastest full-frame decoder here, bench/bench_decoders.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 import simplejpeg
 
-from .kernels import AreaPlan, plan_area_resample
+from .kernels import AreaPlan, area_weights, plan_area_resample
+
+try:
+    from . import _cropdecode
+except ImportError:  # built without the libjpeg headers: the full-frame decoder does the work
+    _cropdecode = None
+
+#: Scaled pixels decoded around what the resample reads. Fancy chroma upsampling at full scale
+#: needs 1 (measured: without it the window's edge columns differed by up to 14 levels); 2 is safe.
+WINDOW_MARGIN = 2
+
+
+def window_decoder_available() -> bool:
+    return _cropdecode is not None
 
 _MAGIC = {
     b"\x89PNG": "a PNG image",
@@ -39,23 +56,40 @@ class DecodePlan:
     scaled_height: int   # after DCT scaling
     scaled_width: int
     min_side: int        # what simplejpeg is asked for, so that it picks that scale
-    resample: AreaPlan
+    resample: AreaPlan   # reads the decoded buffer: the window, or the whole frame
+    scale_num: int = 8   # the DCT scale in eighths
+    window: tuple[int, int, int, int] | None = None  # (top, left, height, width) decoded; None: the frame
+
+    @property
+    def buffer_shape(self) -> tuple[int, int, int]:
+        """What one decoded image fills: the window, or the whole scaled frame."""
+        if self.window is None:
+            return (self.scaled_height, self.scaled_width, 3)
+        return (self.window[2], self.window[3], 3)
 
     @property
     def scale(self) -> float:
         return self.scaled_height / self.height
 
     def describe(self) -> dict:
-        return {"jpeg_size": [self.height, self.width], "dct_scaled_size": [self.scaled_height, self.scaled_width],
-                "dct_scale": round(self.scale, 6), "crop": self.crop, "size": self.size}
+        found = {"jpeg_size": [self.height, self.width], "dct_scaled_size": [self.scaled_height, self.scaled_width],
+                 "dct_scale": round(self.scale, 6), "crop": self.crop, "size": self.size}
+        if self.window is not None:
+            found["decoded_window"] = list(self.window)
+        return found
 
 
 class DecodeError(Exception):
     """The image cannot be used; the message says why in a few words."""
 
 
-def make_plan(height: int, width: int, crop: int, size: int, dct_scaling: bool = True) -> DecodePlan:
-    """Pick the DCT scale for a centre crop of `crop` pixels resampled to `size`."""
+def make_plan(height: int, width: int, crop: int, size: int, dct_scaling: bool = True,
+              window: bool = False) -> DecodePlan:
+    """Pick the DCT scale for a centre crop of `crop` pixels resampled to `size`.
+
+    `window`: decode only what the resample reads (with the window decoder);
+    the resample is the same, its indices moved into the window.
+    """
     if crop > min(height, width):
         raise ValueError(f"crop {crop} is larger than the {height}x{width} images")
     if size > crop:
@@ -65,8 +99,21 @@ def make_plan(height: int, width: int, crop: int, size: int, dct_scaling: bool =
     sy, sx = sh / height, sw / width
     box_h, box_w = crop * sy, crop * sx
     y0, x0 = (sh - box_h) / 2, (sw - box_w) / 2
-    return DecodePlan(height, width, crop, size, sh, sw, min_side,
-                      plan_area_resample(y0, x0, box_h, box_w, sh, sw, size, size))
+    resample = plan_area_resample(y0, x0, box_h, box_w, sh, sw, size, size)
+    scale_num = next(m for m in range(1, 17) if math.ceil(height * m / 8) == sh and math.ceil(width * m / 8) == sw)
+    if not window:
+        return DecodePlan(height, width, crop, size, sh, sw, min_side, resample, scale_num)
+    rows, cols = _read_span(y0, box_h, sh, size), _read_span(x0, box_w, sw, size)
+    top, bottom = max(rows[0] - WINDOW_MARGIN, 0), min(rows[1] + WINDOW_MARGIN, sh)
+    left, right = max(cols[0] - WINDOW_MARGIN, 0), min(cols[1] + WINDOW_MARGIN, sw)
+    return DecodePlan(height, width, crop, size, sh, sw, min_side, resample.shifted(top, left), scale_num,
+                      (top, left, bottom - top, right - left))
+
+
+def _read_span(start: float, length: float, n_in: int, n_out: int) -> tuple[int, int]:
+    """[first, end) of the input pixels an area resample of [start, start + length) reads."""
+    first, weights = area_weights(start, length, n_in, n_out)
+    return int(first.min()), int(first.max()) + weights.shape[1]
 
 
 def _scaled_size(height: int, width: int, min_side: int) -> tuple[int, int]:
@@ -97,12 +144,22 @@ def check_header(data: bytes, plan: DecodePlan) -> None:
 
 
 def decode_into(data: bytes, plan: DecodePlan, out: np.ndarray) -> None:
-    """Decode one JPEG at the planned DCT scale into out (scaled_h, scaled_w, 3) uint8.
+    """Decode one JPEG at the planned DCT scale into out, uint8 of `plan.buffer_shape`.
 
     strict=True makes libjpeg's warnings (truncated data, corrupt segments)
     errors instead of silently grey-filled pixels.
     """
     check_header(data, plan)
+    if plan.window is not None:
+        top, left, h, w = plan.window
+        try:
+            warnings = _cropdecode.decode_window(data, plan.scale_num, plan.scaled_height, plan.scaled_width,
+                                                 top, left, h, w, out)
+        except ValueError as exc:
+            raise DecodeError(f"corrupt or truncated JPEG ({_short(exc)})") from None
+        if warnings:  # strict, as simplejpeg is asked to be: a warning means grey-filled or damaged pixels
+            raise DecodeError(f"corrupt or truncated JPEG ({warnings} libjpeg warning{'s' * (warnings > 1)})")
+        return
     try:
         simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=plan.min_side, min_width=plan.min_side,
                                buffer=out, strict=True)

@@ -121,7 +121,7 @@ def decode_resample(source: ImageSource, ids: np.ndarray, plan: DecodePlan, buf:
     errors: list[tuple[int, str]] = []
     rp = plan.resample
     block = buf.shape[0]
-    shape = (plan.scaled_height, plan.scaled_width, 3)
+    shape = plan.buffer_shape
     for b0 in range(0, len(ids), block):
         good = []
         for j in range(b0, min(b0 + block, len(ids))):
@@ -147,12 +147,14 @@ def decode_resample(source: ImageSource, ids: np.ndarray, plan: DecodePlan, buf:
 
 
 def _block_buffer(plan: DecodePlan) -> np.ndarray:
-    return np.empty((BLOCK_IMAGES, plan.scaled_height, plan.scaled_width * 3), np.uint8)
+    h, w, _ = plan.buffer_shape
+    return np.empty((BLOCK_IMAGES, h, w * 3), np.uint8)
 
 
 def _warm_kernel(plan: DecodePlan) -> None:
     rp = plan.resample
-    buf = np.zeros((1, plan.scaled_height, plan.scaled_width * 3), np.uint8)
+    h, w, _ = plan.buffer_shape
+    buf = np.zeros((1, h, w * 3), np.uint8)
     resample_area_serial(buf, rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs,
                          np.empty((1, plan.size, plan.size * 3), np.uint8), np.empty((1, 6)))
 

@@ -62,6 +62,16 @@ class AreaPlan:
     x_weights: np.ndarray  # (Tx, Sx*3) float32, per flattened output and tap
     x_runs: np.ndarray     # (R, 3) int64: m_start, m_end, flat input offset
 
+    def shifted(self, rows: int, cols: int) -> "AreaPlan":
+        """The same resample of an image whose first `rows` rows and `cols` columns were cut off.
+
+        Only the indices move; the weights are the same numbers, so the
+        output is bit for bit the same as from the whole image.
+        """
+        runs = self.x_runs.copy()
+        runs[:, 2] -= 3 * cols
+        return AreaPlan(self.y_first - rows, self.y_weights, self.x_weights, runs)
+
 
 def plan_area_resample(y0: float, x0: float, h: float, w: float, height: int, width: int,
                        out_h: int, out_w: int) -> AreaPlan:

@@ -10,7 +10,11 @@ mean and std at full precision, not a 6-decimal copy (histories and builds
 identical; scored RMSEs moved by 3e-10 and 2e-9; submission bytes changed).
 Re-recorded a second time when fit stopped letting Keras shuffle the order of
 the (already shuffled) batches, for exact resume: builds identical, the short
-fits' numbers moved as a different batch order moves them.
+fits' numbers moved as a different batch order moves them. And a third time
+when the build started decoding only the centre window: the pixels, ids,
+labels, mean and std are identical (tests/test_window_decode.py builds with
+both decoders and compares); the build hashes moved with the attributes that
+name the decoder, the decoded window and the new `crop_decode` option.
 
 Training is bit-identical between two runs on one CPU, so the numbers are
 compared exactly on the machine they were recorded on (same CPU model and

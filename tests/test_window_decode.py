@@ -1,0 +1,142 @@
+"""The centre-window decoder (C extension): the same pixels as the full-frame decode, and safe on bad input."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import simplejpeg
+
+from conftest import REPO, SHARED_GZ
+from galaxyprep import decode
+from galaxyprep.build import BuildConfig, build
+from galaxyprep.decode import DecodeError, decode_into, make_plan, window_decoder_available
+
+pytestmark = pytest.mark.skipif(not window_decoder_available(), reason="the window decoder was not built")
+
+
+@pytest.fixture(scope="module")
+def jpegs(tmp_path_factory) -> list[bytes]:
+    """Real Kaggle JPEGs where ../shared has them, synthetic galaxies otherwise."""
+    real = sorted((SHARED_GZ / "images").glob("*.jpg"))[:120]
+    if real:
+        return [p.read_bytes() for p in real]
+    from galaxyprep.synth import synthesize
+
+    out = synthesize(tmp_path_factory.mktemp("w") / "s", 60, seed=3)
+    return [p.read_bytes() for p in sorted(out.train_images.glob("*.jpg"))]
+
+
+@pytest.mark.parametrize("crop, size, dct_scaling", [(200, 96, True), (207, 69, True), (200, 48, True),
+                                                     (300, 200, True), (200, 96, False), (424, 212, True)])
+def test_what_the_resample_reads_is_the_full_frame_decodes_pixels_bit_for_bit(jpegs, crop, size, dct_scaling):
+    from galaxyprep.kernels import resample_area_serial
+
+    window = make_plan(424, 424, crop, size, dct_scaling, window=True)
+    full = make_plan(424, 424, crop, size, dct_scaling)
+    top, left, h, w = window.window
+    assert (window.scaled_height, window.scale_num) == (full.scaled_height, full.scale_num)
+    assert h * w < full.scaled_height * full.scaled_width or crop == 424
+    (r0, r1), (c0, c1) = (decode._read_span((full.scaled_height - crop * window.scale) / 2, crop * window.scale,
+                                            full.scaled_height, size),) * 2
+    outputs = {}
+    for plan in (window, full):
+        n = len(jpegs)
+        buf = np.empty((n,) + plan.buffer_shape, np.uint8)
+        for k, data in enumerate(jpegs):
+            decode_into(data, plan, buf[k])
+        out, sums = np.empty((n, size, size * 3), np.uint8), np.empty((n, 6))
+        rp = plan.resample
+        resample_area_serial(buf.reshape(n, buf.shape[1], -1), rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs,
+                             out, sums)
+        outputs[plan is window] = (buf, out, sums)
+    (wbuf, wout, wsums), (fbuf, fout, fsums) = outputs[True], outputs[False]
+    np.testing.assert_array_equal(wbuf[:, r0 - top:r1 - top, c0 - left:c1 - left], fbuf[:, r0:r1, c0:c1])
+    np.testing.assert_array_equal(wout, fout)
+    np.testing.assert_array_equal(wsums, fsums)
+
+
+def test_without_the_margin_the_edge_columns_would_differ_at_full_scale(jpegs, monkeypatch):
+    """Why WINDOW_MARGIN exists: fancy chroma upsampling at a window's edge (full scale, 4:2:0)."""
+    from galaxyprep import _cropdecode
+
+    worst = 0
+    for data in jpegs[:40]:
+        full = simplejpeg.decode_jpeg(data, colorspace="RGB")
+        out = np.empty((200, 200, 3), np.uint8)
+        _cropdecode.decode_window(data, 8, 424, 424, 112, 112, 200, 200, out)
+        diff = np.abs(out.astype(int) - full[112:312, 112:312].astype(int))
+        assert diff[:, 1:-1].max() == 0  # the interior is exact; only the edge columns may differ
+        worst = max(worst, int(diff.max()))
+    assert 0 < worst <= 32
+
+
+def test_builds_with_and_without_the_window_decoder_hold_the_same_data(tmp_path):
+    images = SHARED_GZ / "images"
+    if not images.is_dir():
+        pytest.skip("needs the real images")
+    files = {}
+    for crop_decode in (True, False):
+        out = tmp_path / f"{crop_decode}.h5"
+        build(BuildConfig(images=images, out=out, labels=SHARED_GZ / "training_solutions_rev1.csv", crop=207,
+                          size=69, limit=500, crop_decode=crop_decode))
+        files[crop_decode] = out
+    with h5py.File(files[True]) as a, h5py.File(files[False]) as b:
+        for name in ("images", "ids", "labels"):
+            np.testing.assert_array_equal(a[name][:], b[name][:])
+        np.testing.assert_array_equal(a.attrs["mean"], b.attrs["mean"])
+        np.testing.assert_array_equal(a.attrs["std"], b.attrs["std"])
+        assert "window decoder" in a.attrs["decoder"] and "simplejpeg" in b.attrs["decoder"]
+
+
+def test_without_the_extension_the_build_falls_back_to_simplejpeg(jpegs, tmp_path, monkeypatch):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    for k, data in enumerate(jpegs[:8]):
+        (folder / f"{100 + k}.jpg").write_bytes(data)
+    monkeypatch.setattr(decode, "_cropdecode", None)
+    summary = build(BuildConfig(images=folder, out=tmp_path / "f.h5", size=32))
+    assert "simplejpeg" in summary.decoder and summary.n_written == 8
+
+
+def test_bad_jpegs_raise_one_decode_error_never_crash_hang_or_leak(jpegs):
+    """Thousands of mutants straight through the C decoder, under a time limit, with RSS flat."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from fuzz_jpeg import mutate
+    finally:
+        sys.path.pop(0)
+    plan = make_plan(424, 424, 200, 96, window=True)
+    out = np.empty(plan.buffer_shape, np.uint8)
+    rng = np.random.default_rng(7)
+    t0 = time.perf_counter()
+    counts = {"ok": 0, "refused": 0}
+    rss = []
+    for k in range(3000):
+        data = mutate(jpegs[k % len(jpegs)], rng, jpegs)
+        try:
+            decode_into(data, plan, out)
+            counts["ok"] += 1
+        except DecodeError:
+            counts["refused"] += 1
+        if k in (500, 2999):
+            rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    assert time.perf_counter() - t0 < 120
+    assert counts["refused"] > 500 and counts["ok"] > 100
+    assert rss[1] - rss[0] < 20_000  # KiB: nothing kept per image
+
+
+def test_errors_and_bad_arguments_are_exceptions():
+    from galaxyprep import _cropdecode
+
+    out = np.empty((10, 10, 3), np.uint8)
+    with pytest.raises(ValueError):
+        _cropdecode.decode_window(b"not a jpeg at all", 4, 212, 212, 0, 0, 10, 10, out)
+    with pytest.raises(ValueError, match="window outside"):
+        _cropdecode.decode_window(b"\xff\xd8", 4, 212, 212, 210, 0, 10, 10, out)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _cropdecode.decode_window(b"\xff\xd8", 4, 212, 212, 0, 0, 20, 20, out)
