@@ -43,19 +43,20 @@ from _common import OUT, machine, repeated_images, warm_page_cache  # noqa: E402
 def _decode_files(chunk: list[Path], min_side: int, shape: tuple[int, int, int]) -> None:
     import simplejpeg
 
+    from galaxyprep.sources import read_file  # the build's own way of reading a file
+
     buf = np.empty(shape, np.uint8)
     for p in chunk:
-        with open(p, "rb") as fh:
-            simplejpeg.decode_jpeg(fh.read(), min_height=min_side, min_width=min_side, buffer=buf)
+        simplejpeg.decode_jpeg(read_file(str(p)), min_height=min_side, min_width=min_side, buffer=buf)
 
 
 def _decode_windows(chunk: list[Path], window_args: tuple) -> None:
     from galaxyprep import _cropdecode
+    from galaxyprep.sources import read_file
 
     buf = np.empty(window_args[-2:] + (3,), np.uint8)
     for p in chunk:
-        with open(p, "rb") as fh:
-            _cropdecode.decode_window(fh.read(), *window_args, buf)
+        _cropdecode.decode_window(read_file(str(p)), *window_args, buf)
 
 
 def decode_limit(files: list[Path], crop: int, size: int, workers: int, processes: bool = False,

@@ -42,41 +42,55 @@ static void on_message(j_common_ptr cinfo, int level)
         ((struct error_manager *)cinfo->err)->warnings++;
 }
 
+/* One decompressor per thread, created on first use and reused: jpeg_abort_decompress returns it
+ * to its idle state after every image, success or error, so an image pays for its own buffers
+ * only, not for creating and destroying the library's memory manager and tables. */
+struct decoder {
+    int ready;
+    struct jpeg_decompress_struct cinfo;
+    struct error_manager err;
+};
+static __thread struct decoder tls;
+
 /* The work, without the GIL. Returns 0, or -1 with err->message set. */
 static int decode(const unsigned char *data, size_t size, int scale_num, int frame_h, int frame_w,
-                  int y0, int x0, int h, int w, unsigned char *out, struct error_manager *err)
+                  int y0, int x0, int h, int w, unsigned char *out, struct error_manager *result)
 {
-    struct jpeg_decompress_struct cinfo;
+    struct jpeg_decompress_struct *cinfo = &tls.cinfo;
+    struct error_manager *err = &tls.err;
     unsigned char *volatile row = NULL;
     volatile int failed = 0;
 
-    cinfo.err = jpeg_std_error(&err->pub);
-    err->pub.error_exit = on_error;
-    err->pub.emit_message = on_message;
+    if (!tls.ready) {
+        cinfo->err = jpeg_std_error(&err->pub);
+        err->pub.error_exit = on_error;
+        err->pub.emit_message = on_message;
+        jpeg_create_decompress(cinfo);
+        tls.ready = 1;
+    }
     err->warnings = 0;
     err->message[0] = '\0';
-    jpeg_create_decompress(&cinfo);
     if (setjmp(err->escape)) {
         failed = 1;
     } else {
-        jpeg_mem_src(&cinfo, (unsigned char *)data, (unsigned long)size);
-        jpeg_read_header(&cinfo, TRUE);
-        cinfo.scale_num = (unsigned int)scale_num;
-        cinfo.scale_denom = 8;
-        cinfo.out_color_space = JCS_RGB;
-        cinfo.dct_method = JDCT_ISLOW;
-        cinfo.do_fancy_upsampling = TRUE;
-        jpeg_start_decompress(&cinfo);
-        if ((int)cinfo.output_height != frame_h || (int)cinfo.output_width != frame_w ||
-            cinfo.output_components != 3) {
+        jpeg_mem_src(cinfo, (unsigned char *)data, (unsigned long)size);
+        jpeg_read_header(cinfo, TRUE);
+        cinfo->scale_num = (unsigned int)scale_num;
+        cinfo->scale_denom = 8;
+        cinfo->out_color_space = JCS_RGB;
+        cinfo->dct_method = JDCT_ISLOW;
+        cinfo->do_fancy_upsampling = TRUE;
+        jpeg_start_decompress(cinfo);
+        if ((int)cinfo->output_height != frame_h || (int)cinfo->output_width != frame_w ||
+            cinfo->output_components != 3) {
             snprintf(err->message, JMSG_LENGTH_MAX, "decodes to %ux%ux%d at scale %d/8, expected %dx%dx3",
-                     cinfo.output_width, cinfo.output_height, cinfo.output_components, scale_num, frame_w,
+                     cinfo->output_width, cinfo->output_height, cinfo->output_components, scale_num, frame_w,
                      frame_h);
             failed = 1;
         } else {
             JDIMENSION left = (JDIMENSION)x0, width = (JDIMENSION)w;
-            jpeg_crop_scanline(&cinfo, &left, &width); /* left moves down to an iMCU boundary */
-            row = (unsigned char *)malloc((size_t)cinfo.output_width * 3);
+            jpeg_crop_scanline(cinfo, &left, &width); /* left moves down to an iMCU boundary */
+            row = (unsigned char *)malloc((size_t)cinfo->output_width * 3);
             if (row == NULL) {
                 snprintf(err->message, JMSG_LENGTH_MAX, "out of memory");
                 failed = 1;
@@ -85,9 +99,9 @@ static int decode(const unsigned char *data, size_t size, int scale_num, int fra
                 JSAMPROW rows[1];
                 rows[0] = row;
                 if (y0 > 0)
-                    jpeg_skip_scanlines(&cinfo, (JDIMENSION)y0);
+                    jpeg_skip_scanlines(cinfo, (JDIMENSION)y0);
                 for (int r = 0; r < h; r++) {
-                    if (jpeg_read_scanlines(&cinfo, rows, 1) != 1) {
+                    if (jpeg_read_scanlines(cinfo, rows, 1) != 1) {
                         snprintf(err->message, JMSG_LENGTH_MAX, "ran out of rows at row %d", y0 + r);
                         failed = 1;
                         break;
@@ -96,11 +110,11 @@ static int decode(const unsigned char *data, size_t size, int scale_num, int fra
                 }
             }
         }
-        if (!failed)
-            jpeg_abort_decompress(&cinfo); /* the rows below the window are never decoded */
     }
-    jpeg_destroy_decompress(&cinfo);
+    jpeg_abort_decompress(cinfo); /* back to idle; the rows below the window are never decoded */
     free(row);
+    result->warnings = err->warnings;
+    memcpy(result->message, err->message, sizeof(err->message));
     return failed ? -1 : 0;
 }
 

@@ -93,8 +93,7 @@ class ImageSource:
         """The raw bytes of one image; safe to call from several threads."""
         name = self.ids[gid]
         if self.kind == "folder":
-            with open(os.path.join(self._root, name), "rb") as fh:  # str join: pathlib costs us per image
-                return fh.read()
+            return read_file(os.path.join(self._root, name))  # str join: pathlib costs us per image
         zf = getattr(self._local, "zf", None)
         if zf is None:
             zf = self._local.zf = zipfile.ZipFile(self.path)
@@ -102,6 +101,25 @@ class ImageSource:
             return zf.read(name)
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged member: that image only
             raise OSError(f"damaged archive member: {exc}") from None
+
+
+def read_file(path: str) -> bytes:
+    """A whole file's bytes with two system calls and no file object: 10 against 16 us for a 14 KB JPEG.
+
+    (bench/RESULTS.md; the build reads every image once, and the decoder
+    takes 160 us an image, so the file object's cost showed.)
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        data = os.read(fd, 1 << 16)
+        if len(data) < 1 << 16:
+            return data
+        chunks = [data]
+        while more := os.read(fd, 1 << 20):
+            chunks.append(more)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _walk_folder(root: Path, problems: list[Problem]) -> list[str]:
