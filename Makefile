@@ -11,7 +11,7 @@ EPOCHS ?= 8
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt scripts/ensure_pillow_simd.sh
+$(VENV)/.installed: pyproject.toml setup.py constraints.txt scripts/ensure_pillow_simd.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e ".[train,dev]"

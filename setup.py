@@ -1,0 +1,10 @@
+"""The one thing pyproject.toml cannot state stably: the C extension (setuptools' ext-modules table there is
+experimental). Everything else about the package is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[
+    # The centre-window JPEG decoder, on the system's libjpeg-turbo (whose headers Pillow-SIMD's build needs
+    # too). Optional: without the headers the build falls back to simplejpeg's full-frame decode.
+    Extension("galaxyprep._cropdecode", ["galaxyprep/_cropdecode.c"], libraries=["jpeg"], optional=True),
+])
