@@ -30,7 +30,7 @@ import numpy as np
 
 from .direct_io import RawRowWriter, chunk_offsets
 from .errors import InputError
-from .tree import LABEL_TOLERANCE, N_CLASSES, TREE_TOLERANCE, CLASS_NAMES, label_problem, tree_excess
+from .tree import CLASS_NAMES, N_CLASSES, invalid_label_rows, label_problem
 from .version import __version__
 
 FORMAT_NAME = "galaxyprep"
@@ -108,14 +108,11 @@ class GalaxyFile:
         would be training on garbage without a word.
         """
         labels = self.labels(0, hi)
-        y = np.asarray(labels, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(y).all(axis=1) | (y < -LABEL_TOLERANCE).any(axis=1) | (y > 1 + LABEL_TOLERANCE).any(axis=1)
-            bad |= tree_excess(np.nan_to_num(y))[0] > TREE_TOLERANCE
+        bad = invalid_label_rows(labels)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise InputError(self.path, f"labels of GalaxyID {int(self.ids[row])} (row {row}): "
-                                        f"{label_problem(y[row], LABEL_TOLERANCE)}; "
+                                        f"{label_problem(labels[row])}; "
                                         f"{int(bad.sum())} row(s) like it; rebuild the file from a valid CSV")
         return labels
 

@@ -75,14 +75,16 @@ def parent_totals(labels: np.ndarray) -> np.ndarray:
     return totals
 
 
-def tree_violation(labels: np.ndarray) -> np.ndarray:
-    """Largest |sum(answers) - parent| per row: 0 for labels that obey the tree."""
+def _sum_minus_parent(labels: np.ndarray) -> np.ndarray:
+    """(N, 11): each question's answers summed, less the fraction of the crowd that reached it."""
     labels = np.asarray(labels, dtype=np.float64)
     totals = parent_totals(labels)
-    worst = np.zeros(labels.shape[0])
-    for q, sl in enumerate(QUESTION_SLICES):
-        worst = np.maximum(worst, np.abs(labels[:, sl].sum(axis=1) - totals[:, q]))
-    return worst
+    return np.stack([labels[:, sl].sum(axis=1) - totals[:, q] for q, sl in enumerate(QUESTION_SLICES)], axis=1)
+
+
+def tree_violation(labels: np.ndarray) -> np.ndarray:
+    """Largest |sum(answers) - parent| per row: 0 for labels that obey the tree."""
+    return np.abs(_sum_minus_parent(labels)).max(axis=1)
 
 
 #: How far a vote fraction may stray outside [0, 1] (the crowd fractions' rounding).
@@ -95,10 +97,16 @@ TREE_TOLERANCE = 1e-3
 
 def tree_excess(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row: the largest sum(answers) - parent over the questions, and the question where it is."""
-    labels = np.asarray(labels, dtype=np.float64)
-    totals = parent_totals(labels)
-    excess = np.stack([labels[:, sl].sum(axis=1) - totals[:, q] for q, sl in enumerate(QUESTION_SLICES)], axis=1)
+    excess = _sum_minus_parent(labels)
     return excess.max(axis=1), excess.argmax(axis=1)
+
+
+def invalid_label_rows(labels: np.ndarray, tolerance: float = LABEL_TOLERANCE) -> np.ndarray:
+    """(N,) bool: the rows that `label_problem` refuses, for a whole array at once."""
+    y = np.asarray(labels, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(y).all(axis=1) | (y < -tolerance).any(axis=1) | (y > 1 + tolerance).any(axis=1)
+    return bad | (tree_excess(np.nan_to_num(y))[0] > TREE_TOLERANCE)
 
 
 def label_problem(vec: np.ndarray, tolerance: float = LABEL_TOLERANCE) -> str:
