@@ -22,8 +22,7 @@ from galaxyprep import N_CLASSES, GalaxyFile, InputError
 from ..data import GalaxyBatches, Normalization, TestTimeViews
 from ..data.views import check_tta
 from ..recipes import RECIPES, get_recipe
-from ..run_dir import RunDir
-from .trained import TrainedRun, load_run
+from .trained import TrainedRun, load_run, run_record
 
 
 def predict_file(model, data: str | Path | GalaxyFile, tta: int = 1, batch_size: int = 64, *,
@@ -127,9 +126,7 @@ def predict_runs(runs: Sequence[str | Path], data: str | Path | GalaxyFile, tta:
 
 def default_tta(runs: Sequence[str | Path]) -> int:
     """The test-time views of the first run's recipe (what its accuracy was measured with); 1 without one."""
-    first = Path(runs[0])
-    record = RunDir(first.parent if first.suffix == ".keras" else first).read_config() or {}
-    name = record.get("config", {}).get("recipe")
+    name = run_record(runs[0]).get("config", {}).get("recipe")
     return get_recipe(name).tta if name in RECIPES else 1
 
 

@@ -12,10 +12,9 @@ from galaxyprep import (CLASS_NAMES, BuildConfig, InputError, atomic_write, buil
                         exclusive_lock)
 
 from ..choices import OutputFormat
-from ..run_dir import RunDir
 from .predict import predict_runs
 from .predictions_file import is_predictions_file, write_predictions
-from .trained import as_runs
+from .trained import as_runs, run_record
 
 
 def write_submission(path: str | Path, ids: np.ndarray, preds: np.ndarray) -> Path:
@@ -76,9 +75,7 @@ def build_for_runs(runs: Sequence[Path], images: str | Path, out: Path, log: Cal
     """A galaxyprep file of `images` at the crop and size the runs were trained on."""
     builds = set()
     for run in runs:
-        first = Path(run)
-        record = RunDir(first.parent if first.suffix == ".keras" else first).read_config() or {}
-        data = record.get("data", {})
+        data = run_record(run).get("data", {})
         if not data.get("crop") or not data.get("image_size"):
             raise InputError(run, "its config.json does not say the crop and size it was trained on; build the "
                                   "images with `galaxyprep build` and predict with --data")

@@ -39,11 +39,17 @@ class TrainedRun:
         return None if size is None else int(size)
 
 
+def run_record(run: str | Path) -> dict:
+    """The config.json record of a run directory, or of the run a .keras file in one belongs to ({} if none)."""
+    run = Path(run)
+    return RunDir(run.parent if run.suffix == ".keras" else run).read_config() or {}
+
+
 def load_run(run: str | Path, which: str = "best") -> TrainedRun:
     """Load ``<run>/best.keras`` (or ``last``), or a .keras file given directly, ready to predict."""
     run = Path(run)
     if run.is_file() and run.suffix == ".keras":
-        return TrainedRun(load_model_for_prediction(run), run, run.parent, RunDir(run.parent).read_config() or {})
+        return TrainedRun(load_model_for_prediction(run), run, run.parent, run_record(run))
     if not run.exists():
         raise InputError(run, "no such run directory")
     if not run.is_dir():
@@ -52,7 +58,7 @@ def load_run(run: str | Path, which: str = "best") -> TrainedRun:
     model_path = run_dir.best if which == "best" else run_dir.last
     if not model_path.exists():
         raise InputError(run, f"not a trained run directory (no {model_path.name}); train one with `galaxytrain fit`")
-    return TrainedRun(load_model_for_prediction(model_path), model_path, run, run_dir.read_config() or {})
+    return TrainedRun(load_model_for_prediction(model_path), model_path, run, run_record(run))
 
 
 def as_runs(run: str | Path | Sequence[str | Path]) -> list[Path]:
