@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import h5py
@@ -130,9 +131,9 @@ class GalaxyFile:
                                         "each must be 3 finite numbers, std above 0; rebuild the file")
         return mean, std
 
-    @property
+    @cached_property
     def info(self) -> GalaxyFileInfo:
-        """What the file holds and how it was built, without its pixels."""
+        """What the file holds and how it was built, without its pixels (read once: the file is read-only)."""
         attrs = {k: _plain(v) for k, v in self._f.attrs.items()}
         mean, std = self.normalization
         return GalaxyFileInfo(
