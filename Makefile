@@ -14,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml setup.py constraints.txt scripts/ensure_pillow_simd.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[train,dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[train,cluster,dev]"
 	bash scripts/ensure_pillow_simd.sh $(PY)
 	touch $@
 

@@ -28,7 +28,7 @@ from .decode_pool import DecodePool
 from .errors import InputError
 from .galaxy_file import GalaxyFileWriter, is_galaxy_file
 from .outputs import check_output, exclusive_lock
-from .sources import ImageSource, Problem, read_id_list, read_labels
+from .sources import ImageSource, Labels, Problem, read_id_list, read_labels
 from .version import __version__
 
 ON_ERROR = ("skip", "fail")
@@ -61,6 +61,9 @@ class BuildConfig:
     direct_io: bool = True           # pixels written in place with O_DIRECT where the file system allows
     crop_decode: bool = True         # decode only the centre window (the C extension), where it was built
     overwrite: bool = False          # replace an existing --out that is not a galaxyprep file
+    scheduler: str | None = None     # "local" (a LocalCluster of this machine's cores) or a Dask scheduler's address
+    shard_images: int | None = None  # images per shard file of a cluster build; default from the number of images
+    consolidate: bool = False        # cluster build: copy the shards into one plain file instead of virtual datasets
 
     def validate(self) -> None:
         if self.on_error not in ON_ERROR:
@@ -70,9 +73,12 @@ class BuildConfig:
         for name in ("crop", "size", "batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name.replace('_', '-')}", "must be at least 1")
+        if (self.consolidate or self.shard_images is not None) and self.scheduler is None:
+            option = "--consolidate" if self.consolidate else "--shard-images"
+            raise InputError(option, "only applies to a cluster build; add --scheduler local or an address")
         if self.size > self.crop:
             raise InputError("--size", f"{self.size} is larger than --crop {self.crop}: that would upsample")
-        for name in ("limit", "workers", "chunk_images"):
+        for name in ("limit", "workers", "chunk_images", "shard_images"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InputError(f"--{name.replace('_', '-')}", f"must be at least 1, got {value}")
@@ -81,6 +87,9 @@ class BuildConfig:
         """The parameters that make the file (not `overwrite`, which only says what may be replaced)."""
         d = asdict(self)
         del d["overwrite"]
+        if self.scheduler is None:  # a plain build's record (and bytes) as before the cluster options
+            for key in ("scheduler", "shard_images", "consolidate"):
+                del d[key]
         for key in ("images", "out", "labels", "ids_file"):
             d[key] = None if d[key] is None else str(d[key])
         return d
@@ -101,13 +110,14 @@ class BuildSummary:
     resumed_from: int = 0
     plan: dict = field(default_factory=dict)
     decoder: str = ""
+    parts: list[Path] = field(default_factory=list)  # the shard files a virtual OUT reads from
 
     @property
     def images_per_second(self) -> float:
         return (self.n_written - self.resumed_from) / max(self.seconds, 1e-9)
 
     def lines(self) -> list[str]:
-        mb = self.out.stat().st_size / 1e6 if self.out.exists() else 0.0
+        mb = sum(p.stat().st_size for p in [self.out, *self.parts] if p.exists()) / 1e6
         out = [f"wrote {self.n_written:,} images to {self.out} ({mb:,.1f} MB) in {self.seconds:.1f} s "
                f"({self.images_per_second:,.0f} images/s)"]
         if self.decoder:
@@ -154,8 +164,29 @@ def _build(config: BuildConfig, progress: Callable[[int, int], None] | None,
     say = report or (lambda line: None)
     source = ImageSource(config.images)
     summary = BuildSummary(out=Path(config.out), n_written=0, ignored_files=source.ignored)
-    problems: list[Problem] = list(source.problems)
+    ids, labels, problems = _select(source, config, summary, say)
+    plan = _plan_from_sample(source, ids, config)
+    summary.plan = plan.describe()
+    summary.decoder = _decoder_name(plan, config.dct_scaling)
+    try:
+        if config.scheduler is not None:
+            from .cluster_build import build_on_cluster
 
+            build_on_cluster(source, ids, labels, plan, problems, config, summary, say, progress)
+        else:
+            _write_file(source, ids, labels, plan, problems, config, summary, say, progress)
+    except OSError as exc:  # creating, filling or committing the file
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        raise InputError(config.out, f"cannot write: {exc.strerror}; nothing written") from None
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _select(source: ImageSource, config: BuildConfig, summary: BuildSummary,
+            say: Callable[[str], None]) -> tuple[np.ndarray, Labels | None, list[Problem]]:
+    """The GalaxyIDs to build, in order, with their labels and the input's problems (said as found)."""
+    problems: list[Problem] = list(source.problems)
     ids = np.array(sorted(source.ids), dtype=np.int64)
     labels = None
     if config.labels is not None:
@@ -178,18 +209,24 @@ def _build(config: BuildConfig, progress: Callable[[int, int], None] | None,
         raise InputError(problems[0].file, problems[0].problem + " (--on-error fail: nothing written)")
     if len(ids) == 0:
         raise InputError(config.images, "no images to build" + (" (none has a label row)" if labels else ""))
+    return ids, labels, problems
 
-    plan = _plan_from_sample(source, ids, config)
-    summary.plan = plan.describe()
-    summary.decoder = _decoder_name(plan, config.dct_scaling)
-    try:
-        _write_file(source, ids, labels, plan, problems, config, summary, say, progress)
-    except OSError as exc:  # creating, filling or committing the file
-        if exc.errno not in _WRITE_ERRNOS:
-            raise
-        raise InputError(config.out, f"cannot write: {exc.strerror}; nothing written") from None
-    summary.seconds = time.perf_counter() - t0
-    return summary
+
+def file_attrs(config: BuildConfig, summary: BuildSummary, skipped: list[Problem]) -> dict:
+    """The root attributes that say how a file was built (the writer adds the format's own)."""
+    return {
+        "crop": config.crop,
+        "size": config.size,
+        "source": str(config.images),
+        "labels_source": "" if config.labels is None else str(config.labels),
+        "build_params": config.params(),
+        "decode_plan": summary.plan,
+        "decoder": summary.decoder,
+        "galaxyprep_version": __version__,
+        "skipped": [asdict(p) for p in skipped],
+        "images_without_labels": summary.images_without_labels,
+        "labels_without_images": summary.labels_without_images,
+    }
 
 
 def _write_file(source: ImageSource, ids: np.ndarray, labels, plan: DecodePlan, problems: list[Problem],
@@ -197,7 +234,7 @@ def _write_file(source: ImageSource, ids: np.ndarray, labels, plan: DecodePlan, 
     """Decode into a new (or resumed) partial file and commit it; fills in `summary`."""
     chunk = config.chunk_images or default_chunk_images(config.size)
     compression = None if config.compression == "none" else config.compression
-    key = _build_key(config, ids)
+    key = build_key(config, ids)
     with GalaxyFileWriter(config.out, config.size, len(ids), labels is not None, chunk, compression,
                           4 if compression == "gzip" else None, build_key=key, resume=config.resume,
                           direct_io=config.direct_io) as writer:
@@ -215,19 +252,7 @@ def _write_file(source: ImageSource, ids: np.ndarray, labels, plan: DecodePlan, 
         summary.n_written = writer.n
         if writer.n == 0:
             raise InputError(config.images, "no image could be decoded; nothing written")
-        writer.commit({
-            "crop": config.crop,
-            "size": config.size,
-            "source": str(config.images),
-            "labels_source": "" if config.labels is None else str(config.labels),
-            "build_params": config.params(),
-            "decode_plan": summary.plan,
-            "decoder": summary.decoder,
-            "galaxyprep_version": __version__,
-            "skipped": [asdict(p) for p in skipped],
-            "images_without_labels": summary.images_without_labels,
-            "labels_without_images": summary.labels_without_images,
-        })
+        writer.commit(file_attrs(config, summary, skipped))
 
 
 def _plan_from_sample(source: ImageSource, ids: np.ndarray, config: BuildConfig) -> DecodePlan:
@@ -251,11 +276,12 @@ def _plan_from_sample(source: ImageSource, ids: np.ndarray, config: BuildConfig)
         raise InputError("--crop", str(exc)) from None
 
 
-def _build_key(config: BuildConfig, ids: np.ndarray) -> str:
+def build_key(config: BuildConfig, ids: np.ndarray) -> str:
     """What must match for --resume to continue a partial file."""
     params = config.params()
-    for volatile in ("workers", "resume", "batch_size", "on_error", "processes", "direct_io"):
-        params.pop(volatile)
+    for volatile in ("workers", "resume", "batch_size", "on_error", "processes", "direct_io", "scheduler",
+                     "consolidate"):
+        params.pop(volatile, None)
     digest = hashlib.sha256(ids.tobytes()).hexdigest()[:16]
     return json.dumps({"params": params, "ids": digest, "version": __version__}, sort_keys=True)
 

@@ -75,6 +75,17 @@ def build(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="The same as --no-progress."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out that is not a galaxyprep "
                                                               "file."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                            help="Build on a Dask cluster: 'local' (a LocalCluster of this "
+                                                 "machine's cores, --decode-workers of them) or a scheduler's "
+                                                 "address, tcp://HOST:PORT. Shards go to OUT.parts/, on storage "
+                                                 "every worker sees. [default: no cluster]"),
+    shard_images: Optional[int] = typer.Option(None, "--shard-images",
+                                               help="Images per shard file of a cluster build. [default: from the "
+                                                    "number of images, 1,024 to 65,536; always whole chunks]"),
+    consolidate: bool = typer.Option(_BUILD.consolidate, "--consolidate/--virtual", show_default=True,
+                                     help="Cluster build: copy the shards into one plain OUT, or leave OUT as "
+                                          "virtual datasets over OUT.parts/."),
 ) -> None:
     """Build a chunked HDF5 training (with --labels) or test set from the Kaggle JPEGs."""
     from .build import build as run_build
@@ -86,7 +97,8 @@ def build(
                          size=size if size is not None else chosen.size if chosen else _BUILD.size,
                          workers=workers, limit=limit, ids_file=ids, on_error=on_error, resume=resume,
                          compression=compression, chunk_images=chunk_images, batch_size=batch_size,
-                         dct_scaling=dct_scaling, direct_io=direct_io, overwrite=overwrite, crop_decode=crop_decode)
+                         dct_scaling=dct_scaling, direct_io=direct_io, overwrite=overwrite, crop_decode=crop_decode,
+                         scheduler=scheduler, shard_images=shard_images, consolidate=consolidate)
     meter: list[Progress] = []
 
     def advance(done: int, total: int) -> None:
@@ -112,9 +124,11 @@ def info(path: Path = typer.Argument(..., help="A file written by galaxyprep bui
     from . import read_info
 
     i = read_info(path)
-    mb = path.stat().st_size / 1e6
+    mb = (path.stat().st_size + sum(Path(p).stat().st_size for p in i.parts)) / 1e6
     typer.echo(f"{i.path}: {i.n_images:,} images {i.size}x{i.size}x3 uint8 from a {i.crop}px centre crop, "
                f"{'with' if i.has_labels else 'without'} labels, {mb:,.1f} MB")
+    if i.parts:
+        typer.echo(f"  virtual: its rows are in {len(i.parts)} shard file(s) in {Path(i.parts[0]).parent}")
     typer.echo(f"  chunks: {i.chunk_images} images; compression: {i.compression or 'none'}")
     typer.echo(f"  source: {i.source}" + (f"; labels: {i.labels_source}" if i.has_labels else ""))
     typer.echo(f"  mean (R, G, B): {', '.join(f'{v:.3f}' for v in i.mean)}")

@@ -89,7 +89,7 @@ class DecodePool:
     def _thread_task(self, slot: int, lo: int, ids: np.ndarray) -> list[tuple[int, str]]:
         buf = getattr(self._local, "buf", None)
         if buf is None:
-            buf = self._local.buf = _block_buffer(self.plan)
+            buf = self._local.buf = block_buffer(self.plan)
         hi = lo + len(ids)
         return decode_resample(self._source, ids, self.plan, buf, self.images[slot, lo:hi],
                                self.sums[slot, lo:hi], lo)
@@ -146,7 +146,7 @@ def decode_resample(source: ImageSource, ids: np.ndarray, plan: DecodePlan, buf:
     return errors
 
 
-def _block_buffer(plan: DecodePlan) -> np.ndarray:
+def block_buffer(plan: DecodePlan) -> np.ndarray:
     h, w, _ = plan.buffer_shape
     return np.empty((BLOCK_IMAGES, h, w * 3), np.uint8)
 
@@ -167,7 +167,7 @@ def _init_process(source: ImageSource, plan: DecodePlan, images: np.ndarray, sum
                   parent: int) -> None:
     _die_with_parent(parent)
     source.forget_handles()  # a zip handle inherited from the parent shares its file position
-    _worker.update(source=source, plan=plan, images=images, sums=sums, buf=_block_buffer(plan))
+    _worker.update(source=source, plan=plan, images=images, sums=sums, buf=block_buffer(plan))
 
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>

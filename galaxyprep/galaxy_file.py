@@ -13,6 +13,13 @@ Layout (format version 1):
   ``decoder``, ``n_images``, ``skipped`` (JSON list of {"file", "problem"}),
   ``mean`` and ``std`` (3,) float64, ``normalization``.
 
+A cluster build (`galaxyprep build --scheduler`) writes shard files, each a
+galaxyprep file of its own with ``shard_key`` and ``channel_sums`` (the six
+exact per-channel sums its mean and std came from), and then OUT with
+``images``, ``ids`` and ``labels`` as HDF5 virtual datasets over them (paths
+relative to OUT, root attributes ``parts`` and ``chunk_images`` added) or
+one consolidated file. A reader sees the same datasets either way.
+
 The images are stored as the uint8 pixels the network sees, not normalized:
 uint8 is a quarter of float32 on disk and in the page cache. A reader applies
 ``(image - mean) / std`` per channel, with ``mean`` and ``std`` measured on
@@ -22,6 +29,7 @@ the 0-255 scale over every pixel of the file in the build pass.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +45,8 @@ from .version import __version__
 FORMAT_NAME = "galaxyprep"
 FORMAT_VERSION = 1
 NORMALIZATION = "float = (uint8 - mean) / std per RGB channel; mean, std on the 0-255 scale"
+_SHARD_KEY = "shard_key"
+_CHANNEL_SUMS = "channel_sums"
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class GalaxyFileInfo:
     build_params: dict = field(default_factory=dict)
     skipped: list = field(default_factory=list)
     attrs: dict = field(default_factory=dict)
+    parts: list = field(default_factory=list)  # shard files of a virtual file (str paths)
 
 
 class GalaxyFile:
@@ -80,8 +91,13 @@ class GalaxyFile:
         self.n_images = int(images.shape[0])
         self.size = int(images.shape[1])
         self.has_labels = "labels" in self._f
-        self.chunk_images = int(images.chunks[0]) if images.chunks else self.n_images
-        self.compression = images.compression
+        self.is_virtual = bool(images.is_virtual)
+        if self.is_virtual:  # the shards' chunking: a block read is aligned to it the same way
+            self.chunk_images = int(self._f.attrs.get("chunk_images", self.n_images))
+            self.compression = self._f.attrs.get("compression") or None
+        else:
+            self.chunk_images = int(images.chunks[0]) if images.chunks else self.n_images
+            self.compression = images.compression
         self._ids: np.ndarray | None = None
 
     @property
@@ -131,6 +147,26 @@ class GalaxyFile:
                                         "each must be 3 finite numbers, std above 0; rebuild the file")
         return mean, std
 
+    @property
+    def parts(self) -> list[Path]:
+        """The shard files a virtual file reads from (none for a plain file)."""
+        if not self.is_virtual:
+            return []
+        return [self.path.parent / name for name in json.loads(self._f.attrs.get("parts", "[]"))]
+
+    @property
+    def shard_key(self) -> str | None:
+        """What built this shard of a cluster build (None: not a shard)."""
+        key = self._f.attrs.get(_SHARD_KEY)
+        return None if key is None else _plain(key)
+
+    @property
+    def channel_sums(self) -> np.ndarray:
+        """(6,) float64 exact sums of R, G, B and of their squares over every pixel (shards keep them)."""
+        if _CHANNEL_SUMS not in self._f.attrs:
+            raise InputError(self.path, "keeps no channel sums: not a shard of a cluster build")
+        return np.asarray(self._f.attrs[_CHANNEL_SUMS], dtype=np.float64)
+
     @cached_property
     def info(self) -> GalaxyFileInfo:
         """What the file holds and how it was built, without its pixels (read once: the file is read-only)."""
@@ -144,7 +180,7 @@ class GalaxyFile:
             decoder=str(attrs.get("decoder", "")), decode_plan=str(attrs.get("decode_plan", "")),
             galaxyprep_version=str(attrs.get("galaxyprep_version", "")),
             build_params=json.loads(attrs.get("build_params", "{}")),
-            skipped=json.loads(attrs.get("skipped", "[]")), attrs=attrs)
+            skipped=json.loads(attrs.get("skipped", "[]")), attrs=attrs, parts=[str(p) for p in self.parts])
 
     @property
     def is_open(self) -> bool:
@@ -174,10 +210,22 @@ def _open_h5(path: Path, rdcc_nbytes: int) -> h5py.File:
         raise InputError(path, f"not a readable HDF5 file ({_first_line(exc)})") from None
     try:
         _check_layout(f, path)
+        _check_parts(f, path)
     except InputError:
         f.close()
         raise
     return f
+
+
+def _check_parts(f: h5py.File, path: Path) -> None:
+    """Every shard a virtual file maps must be there: HDF5 would read a missing one as zeros, silently."""
+    images = f["images"]
+    if not images.is_virtual:
+        return
+    for source in {s.file_name for s in images.virtual_sources()}:
+        if not (path.parent / source).is_file():
+            raise InputError(path, f"its images are in shard files beside it, and {source} is missing; keep "
+                                   "the .parts folder next to the file (or rebuild with --consolidate)")
 
 
 def _check_layout(f: h5py.File, path: Path) -> None:
@@ -385,28 +433,24 @@ class GalaxyFileWriter:
         self._f.attrs["channel_sums"] = self._sums
         self._f.flush()
 
-    def commit(self, attrs: dict) -> Path:
-        """Write the attributes, close, and move the file into place."""
+    def commit(self, attrs: dict, shard_key: str | None = None) -> Path:
+        """Write the attributes, close, and move the file into place.
+
+        A shard of a cluster build (`shard_key`) also keeps its exact channel
+        sums, from which the whole file's mean and std are combined.
+        """
         self._stop_raw()
-        pixels = max(self.n, 1) * self._images.shape[1] * self._images.shape[2]
-        mean = self._sums[:3] / pixels
-        var = np.maximum(self._sums[3:] / pixels - mean**2, 0.0)
-        std = np.where(var > 0, np.sqrt(var), 1.0)
         for d in (self._images, self._ids, self._labels):
             if d is not None:
                 d.resize(self.n, axis=0)
         a = self._f.attrs
-        for key in ("build_key", "rows_done", "channel_sums", "resume_state"):
+        for key in ("build_key", "rows_done", _CHANNEL_SUMS, "resume_state"):
             if key in a:
                 del a[key]
-        a["format"] = FORMAT_NAME
-        a["format_version"] = FORMAT_VERSION
-        a["n_images"] = self.n
-        a["mean"] = mean
-        a["std"] = std
-        a["normalization"] = NORMALIZATION
-        for key, value in attrs.items():
-            a[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+        _write_root_attrs(a, self.n, self._images.shape[1], self._sums, attrs)
+        if shard_key is not None:
+            a[_SHARD_KEY] = shard_key
+            a[_CHANNEL_SUMS] = self._sums
         self._f.close()
         self.partial.replace(self.out)
         return self.out
@@ -431,6 +475,84 @@ class GalaxyFileWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._f.id.valid:  # not committed: an error or an interrupt
             self.abort(keep=exc_type is not None and issubclass(exc_type, KeyboardInterrupt))
+
+
+def _write_root_attrs(a, n: int, size: int, sums: np.ndarray, attrs: dict) -> None:
+    """The format's root attributes: mean and std from the exact channel sums, then the build's own."""
+    pixels = max(n, 1) * size * size
+    mean = sums[:3] / pixels
+    var = np.maximum(sums[3:] / pixels - mean**2, 0.0)
+    a["format"] = FORMAT_NAME
+    a["format_version"] = FORMAT_VERSION
+    a["n_images"] = n
+    a["mean"] = mean
+    a["std"] = np.where(var > 0, np.sqrt(var), 1.0)
+    a["normalization"] = NORMALIZATION
+    for key, value in attrs.items():
+        a[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+
+
+def write_virtual_galaxy_file(out: str | Path, parts: list[Path], attrs: dict) -> Path:
+    """OUT as virtual datasets over the shard files `parts` (in GalaxyID order), atomically.
+
+    Nothing is copied: OUT is a few kB of mappings, with shard paths relative
+    to OUT's folder so that the two can move together. Mean and std come from
+    the shards' exact channel sums, so they equal a plain build's.
+    """
+    out = Path(out)
+    shards = [GalaxyFile(p) for p in parts]
+    try:
+        shards = [s for s in shards if s.n_images > 0] or shards[:1]
+        n = sum(s.n_images for s in shards)
+        size, labelled = shards[0].size, shards[0].has_labels
+        sums = np.sum([s.channel_sums for s in shards], axis=0)
+        layouts = {"images": h5py.VirtualLayout((n, size, size, 3), np.uint8),
+                   "ids": h5py.VirtualLayout((n,), np.int64)}
+        if labelled:
+            layouts["labels"] = h5py.VirtualLayout((n, N_CLASSES), np.float32)
+        names, lo = [], 0
+        for s in shards:
+            name = os.path.relpath(s.path, out.parent)
+            names.append(name)
+            for key, layout in layouts.items():
+                d = s._f[key]
+                layout[lo: lo + s.n_images] = h5py.VirtualSource(name, key, shape=d.shape, dtype=d.dtype)
+            lo += s.n_images
+        chunk, compression = shards[0].chunk_images, shards[0].compression
+    finally:
+        for s in shards:
+            s.close()
+    partial = out.with_name(out.name + ".partial")
+    with _create_untimed(partial) as f:
+        for key, layout in layouts.items():
+            f.create_virtual_dataset(key, layout, fillvalue=0)
+        if labelled:
+            f["labels"].attrs["columns"] = np.array(CLASS_NAMES, dtype=h5py.string_dtype())
+        _write_root_attrs(f.attrs, n, size, sums, {**attrs, "parts": names, "chunk_images": chunk,
+                                                    "compression": compression or ""})
+    partial.replace(out)
+    return out
+
+
+def write_consolidated_galaxy_file(out: str | Path, parts: list[Path], attrs: dict, chunk_images: int,
+                                   compression: str | None = None, direct_io: bool = True) -> Path:
+    """OUT as one plain file holding the shards' rows, copied in order (the same data as a plain build)."""
+    shards = [GalaxyFile(p) for p in parts]
+    try:
+        n = sum(s.n_images for s in shards)
+        with GalaxyFileWriter(out, shards[0].size, n, shards[0].has_labels, chunk_images, compression,
+                              4 if compression == "gzip" else None, direct_io=direct_io) as w:
+            for s in shards:
+                step = max(s.chunk_images, 256)
+                for lo in range(0, s.n_images, step):
+                    hi = min(lo + step, s.n_images)
+                    # the shard's exact sums once, with its first block: mean and std as a plain build's
+                    sums = s.channel_sums[None] if lo == 0 else np.zeros((1, 6))
+                    w.append(s.images(lo, hi), s.ids[lo:hi], s.labels(lo, hi) if s.has_labels else None, sums)
+            return w.commit(attrs)
+    finally:
+        for s in shards:
+            s.close()
 
 
 def _create_untimed(path: Path) -> h5py.File:

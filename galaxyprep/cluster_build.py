@@ -1,0 +1,275 @@
+"""`galaxyprep build --scheduler`: the build as Dask tasks, one shard file each, then OUT over them.
+
+h5py objects do not pickle and one HDF5 file cannot take writes from many
+processes (dask #2488), so each task decodes one GalaxyID-ordered run of
+images with the same kernels as a plain build and writes it as a shard
+file, ``OUT.parts/part-NNNNN.h5``, itself a complete galaxyprep file that
+keeps its exact channel sums. The client then writes OUT as virtual datasets
+over the shards (or one copied file with ``consolidate``); its mean and std,
+combined from the sums, are a plain build's bit for bit, and so is every
+pixel, id and label.
+
+A task writes under a name of its own and renames the finished shard into
+place, so a worker killed mid-task (which Dask reschedules on another)
+leaves only a stray file that the client removes, never a half shard.
+`--resume` keeps the finished shards whose key matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .decode import DecodePlan
+from .decode_pool import block_buffer, decode_resample
+from .errors import InputError
+from .galaxy_file import GalaxyFile, GalaxyFileWriter, write_consolidated_galaxy_file, write_virtual_galaxy_file
+from .sources import ImageSource, Labels, Problem
+from .version import __version__
+
+#: A shard per this many images at least, and at most (a few hundred shards for any Galaxy Zoo set).
+SHARD_IMAGES_MIN, SHARD_IMAGES_MAX = 1024, 65536
+_PART = "part-{:05d}.h5"
+CONNECT_TIMEOUT_S = 20  # to reach a scheduler given by address
+
+
+def parts_folder(out: str | Path) -> Path:
+    """Where a cluster build of `out` keeps its shard files: beside it, on the same storage."""
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def default_shard_images(n_images: int, chunk_images: int) -> int:
+    """A power of two giving at most ~256 shards, within the bounds, a whole number of chunks.
+
+    It depends only on the number of images (not on the cluster), so that a
+    resumed build cuts the same shards.
+    """
+    want = max(SHARD_IMAGES_MIN, min(SHARD_IMAGES_MAX, -(-n_images // 256)))
+    return _whole_chunks(1 << (want - 1).bit_length(), chunk_images)
+
+
+def _whole_chunks(n: int, chunk: int) -> int:
+    return -(-n // chunk) * chunk
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard: everything a worker needs, small enough to send (its own slice of the source)."""
+
+    index: int
+    source: ImageSource
+    ids: np.ndarray
+    labels: np.ndarray | None
+    plan: DecodePlan
+    out: str
+    key: str
+    record: dict  # the root attributes that say how the file was built (file_attrs)
+    chunk_images: int
+    compression: str | None
+    batch_size: int
+    direct_io: bool
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    index: int
+    n_written: int
+    bad: list[Problem]
+
+
+def build_shard(task: ShardTask) -> ShardResult:
+    """Decode, resample and write one shard (runs on a Dask worker, one thread)."""
+    out = Path(task.out)
+    mine = out.with_name(f"{out.stem}.{uuid.uuid4().hex[:12]}.h5")  # this attempt's own name
+    plan, size = task.plan, task.plan.size
+    buf = block_buffer(plan)
+    bad: list[Problem] = []
+    compression = task.compression
+    with GalaxyFileWriter(mine, size, len(task.ids), task.labels is not None, task.chunk_images, compression,
+                          4 if compression == "gzip" else None, direct_io=task.direct_io) as writer:
+        for lo in range(0, len(task.ids), task.batch_size):
+            ids = task.ids[lo: lo + task.batch_size]
+            images = np.empty((len(ids), size, size * 3), np.uint8)
+            sums = np.empty((len(ids), 6), np.float64)
+            ok = np.ones(len(ids), dtype=bool)
+            for i, message in decode_resample(task.source, ids, plan, buf, images, sums):
+                ok[i] = False
+                bad.append(Problem(task.source.describe(task.source.ids[int(ids[i])]), message))
+            labels = None if task.labels is None else task.labels[lo: lo + len(ids)][ok]
+            writer.append(images[ok].reshape(-1, size, size, 3), ids[ok], labels, sums[ok])
+        writer.commit({**task.record, "skipped": [asdict(p) for p in bad]}, shard_key=task.key)
+    os.replace(writer.out, out)
+    return ShardResult(task.index, writer.n, bad)
+
+
+def finished_shard(task: ShardTask) -> ShardResult | None:
+    """The result of a shard already on disk with this task's key (for --resume), else None."""
+    path = Path(task.out)
+    if not path.is_file():
+        return None
+    try:
+        with GalaxyFile(path) as f:
+            if f.shard_key != task.key:
+                return None
+            return ShardResult(task.index, f.n_images, [Problem(**p) for p in f.info.skipped])
+    except InputError:  # damaged or foreign: built again
+        return None
+
+
+def _worker_check(parts: str, images: str, version: str) -> str:
+    """Runs on every worker: what it cannot see or run, or '' (the storage and the version must be shared)."""
+    for path in (parts, images):
+        if not os.path.exists(path):
+            return f"cannot see {path}"
+    return "" if __version__ == version else f"runs galaxyprep {__version__}"
+
+
+def build_on_cluster(source: ImageSource, ids: np.ndarray, labels: Labels | None, plan: DecodePlan,
+                     problems: list[Problem], config, summary, say: Callable[[str], None],
+                     progress: Callable[[int, int], None] | None) -> None:
+    """Build OUT from shards decoded on a Dask cluster; fills in `summary` as a plain build does."""
+    from .build import build_key, default_chunk_images, file_attrs
+
+    out = Path(config.out)
+    parts = parts_folder(out).resolve()
+    chunk = config.chunk_images or default_chunk_images(config.size)
+    shard = _whole_chunks(config.shard_images, chunk) if config.shard_images else default_shard_images(len(ids), chunk)
+    _prepare_parts_folder(parts, config.resume)
+    compression = None if config.compression == "none" else config.compression
+    base_key = build_key(config, ids)
+    attrs = file_attrs(config, summary, [])
+    whole = source.subset([])  # absolute paths: a worker's working folder is not ours
+    tasks = []
+    for index, lo in enumerate(range(0, len(ids), shard)):
+        part_ids = ids[lo: lo + shard]
+        y = None if labels is None else np.stack([labels.values[int(g)] for g in part_ids])
+        key = hashlib.sha256(f"{base_key}|{index}|{part_ids.tobytes().hex()}".encode()).hexdigest()[:32]
+        tasks.append(ShardTask(index, source.subset(part_ids), part_ids, y, plan, str(parts / _PART.format(index)),
+                               key, attrs, chunk, compression, config.batch_size, config.direct_io))
+    results: dict[int, ShardResult] = {}
+    if config.resume:
+        for task in tasks:
+            if (done := finished_shard(task)) is not None:
+                results[task.index] = done
+    summary.resumed_from = sum(r.n_written for r in results.values())
+    todo = [t for t in tasks if t.index not in results]
+    total = len(ids)
+    done_ids = sum(len(t.ids) for t in tasks if t.index in results)
+    if progress:
+        progress(done_ids, total)
+    with _client(config) as client:
+        _check_workers(client, parts, whole._root)
+        _run(client, todo, results, config.on_error, say, lambda n: progress and progress(n, total), done_ids)
+    ordered = [results[t.index] for t in tasks]
+    skipped = problems + [p for r in ordered for p in r.bad]
+    summary.skipped = skipped
+    summary.n_written = sum(r.n_written for r in ordered)
+    if summary.n_written == 0:
+        raise InputError(config.images, "no image could be decoded; nothing written")
+    shard_files = [Path(t.out) for t in tasks]
+    final = file_attrs(config, summary, skipped)
+    if config.consolidate:
+        write_consolidated_galaxy_file(out, shard_files, final, chunk, compression, config.direct_io)
+        for path in shard_files:
+            path.unlink()
+        _remove_strays(parts)
+        parts.rmdir()
+    else:
+        write_virtual_galaxy_file(out, shard_files, final)
+        summary.parts = shard_files
+        _remove_strays(parts)
+
+
+def _run(client, todo: list[ShardTask], results: dict[int, ShardResult], on_error: str,
+         say: Callable[[str], None], advance: Callable[[int], None], done_ids: int) -> None:
+    """Submit the shards and collect them as they finish, in any order; problems said as they come."""
+    from distributed import KilledWorker, as_completed
+    from distributed.client import FutureCancelledError
+
+    futures = client.map(build_shard, todo, pure=False, key=[f"galaxyprep-shard-{t.index}-{t.key[:8]}" for t in todo])
+    by_key = {f.key: t for f, t in zip(futures, todo)}
+    try:
+        for future in as_completed(futures):
+            task = by_key[future.key]
+            try:
+                result = future.result()
+            except KilledWorker:
+                raise InputError(task.source.describe(task.source.ids[int(task.ids[0])]),
+                                 f"shard {task.index} ({len(task.ids)} images from here) killed its worker "
+                                 "each time it ran (a crash in the decoder, or out of memory); the finished "
+                                 "shards are kept: rerun with --resume") from None
+            results[task.index] = result
+            for problem in result.bad:
+                say(str(problem))
+            if on_error == "fail" and result.bad:
+                p = result.bad[0]
+                raise InputError(p.file, p.problem + " (--on-error fail: nothing written)")
+            done_ids += len(task.ids)
+            advance(done_ids)
+    except (InputError, KeyboardInterrupt, FutureCancelledError):
+        client.cancel(futures)
+        raise
+
+
+@contextmanager
+def _client(config) -> Iterator:
+    """A Dask client on a LocalCluster of this machine's cores, or on the scheduler at the given address."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("--scheduler", "needs dask.distributed: pip install 'galaxyzoo-toolkit[cluster]'") from None
+    quiet = {"silence_logs": logging.ERROR}
+    if config.scheduler == "local":
+        workers = config.workers or os.cpu_count() or 1
+        # ":0": its status page (and HTTP routes, served even without the dashboard) on a free port
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                          **quiet) as cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(config.scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"--scheduler {config.scheduler}", f"cannot reach the Dask scheduler ({exc})") from None
+    with client:
+        yield client
+
+
+def _check_workers(client, parts: Path, images: str) -> None:
+    answers = client.run(_worker_check, str(parts), images, __version__)
+    if not answers:
+        raise InputError(f"--scheduler {client.scheduler.address}", "the cluster has no workers")
+    for worker, problem in sorted(answers.items()):
+        if problem:
+            raise InputError(f"worker {worker}", f"{problem}; the images and the output's folder must be on "
+                                                 f"storage every worker mounts at the same path, and every worker "
+                                                 f"must run galaxyprep {__version__}")
+
+
+def _prepare_parts_folder(parts: Path, resume: bool) -> None:
+    """Create the shard folder; a fresh build empties ours, and a folder holding anything else is refused."""
+    if parts.exists() and not parts.is_dir():
+        raise InputError(parts, "exists and is not a folder; a cluster build keeps its shards there")
+    parts.mkdir(parents=True, exist_ok=True)
+    foreign = [p.name for p in parts.iterdir() if not (p.name.startswith("part-") and ".h5" in p.name)]
+    if foreign:
+        raise InputError(parts, f"holds files a cluster build did not write ({', '.join(sorted(foreign)[:3])}); "
+                                "refusing to write shards there")
+    if not resume:
+        for p in parts.iterdir():
+            p.unlink()
+
+
+def _remove_strays(parts: Path) -> None:
+    """Files of attempts that died (a killed worker) or of shards no longer part of the build."""
+    for p in parts.iterdir():
+        if p.name.count(".") > 1 or p.name.endswith(".partial"):
+            p.unlink(missing_ok=True)

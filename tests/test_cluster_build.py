@@ -1,0 +1,240 @@
+"""galaxyprep build --scheduler: a real Dask LocalCluster of processes, never a mock.
+
+Every cluster build is compared with a plain build of the same input: ids,
+pixels, labels, mean, std, the skipped list and every attribute but the
+build's own record must be equal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+from distributed import Client, LocalCluster  # noqa: E402
+from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
+
+from conftest import SHARED_GZ  # noqa: E402
+from galaxyprep import GalaxyFile, InputError, build_galaxy_file  # noqa: E402
+from galaxyprep.build import BuildConfig  # noqa: E402
+from galaxyprep.cli import main  # noqa: E402
+from galaxyprep.cluster_build import parts_folder  # noqa: E402
+from galaxyprep.synth import synthesize  # noqa: E402
+from galaxyprep.tree import CLASS_NAMES  # noqa: E402
+
+N_IMAGES = 300
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict:
+    """N_IMAGES real Kaggle JPEGs (synthetic where ../shared is absent), their labels, and three bad files."""
+    root = tmp_path_factory.mktemp("cluster_inputs")
+    folder = root / "images"
+    folder.mkdir()
+    real = sorted((SHARED_GZ / "images").glob("*.jpg"))[:N_IMAGES] if (SHARED_GZ / "images").is_dir() else []
+    if real:
+        for p in real:
+            (folder / p.name).symlink_to(p)
+        ids = {int(p.stem) for p in real}
+        lines = (SHARED_GZ / "training_solutions_rev1.csv").read_text().splitlines()
+        labels = root / "labels.csv"
+        labels.write_text("\n".join([lines[0]] + [r for r in lines[1:] if int(r.split(",")[0]) in ids]) + "\n")
+    else:
+        data = synthesize(root / "synth", N_IMAGES, seed=5)
+        for p in data.train_images.glob("*.jpg"):
+            (folder / p.name).symlink_to(p)
+        labels = data.labels_csv
+    good = sorted(folder.glob("*.jpg"))
+    (folder / "1.jpg").write_bytes(good[0].read_bytes()[:300])          # truncated
+    (folder / "2.jpg").write_text("not a JPEG at all")                    # not an image
+    (folder / "3.jpg").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))      # a PNG under a .jpg name
+    rows = labels.read_text().splitlines()
+    row = rows[1].split(",", 1)[1]
+    labels.write_text("\n".join(rows + [f"{g},{row}" for g in (1, 2, 3)]) + "\n")
+    return {"images": folder, "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded worker processes, reached by address as a remote cluster would be."""
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as c:
+        yield c.scheduler_address
+
+
+def config(inputs, out, **extra) -> BuildConfig:
+    return BuildConfig(images=inputs["images"], labels=inputs["labels"], out=out, crop=200, size=48, chunk_images=16,
+                       **extra)
+
+
+@pytest.fixture(scope="module")
+def plain(inputs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("plain") / "plain.h5"
+    build_galaxy_file(config(inputs, out))
+    return out
+
+
+def assert_same_file(a: Path, b: Path) -> None:
+    """The same rows, normalization, skipped list and attributes (but the build's own record)."""
+    with GalaxyFile(a) as fa, GalaxyFile(b) as fb:
+        assert np.array_equal(fa.ids, fb.ids)
+        assert np.array_equal(fa.images(0, fa.n_images), fb.images(0, fb.n_images))
+        assert np.array_equal(fa.labels(), fb.labels())
+        for x, y in zip(fa.normalization, fb.normalization):
+            assert np.array_equal(x, y)  # exact: combined from exact integer sums
+        ia, ib = fa.info, fb.info
+        assert ia.skipped == ib.skipped and len(ia.skipped) == 3
+        own = {"build_params", "parts", "chunk_images", "compression"}
+        assert {k: v for k, v in ia.attrs.items() if k not in own} == \
+               {k: v for k, v in ib.attrs.items() if k not in own}
+
+
+def test_a_cluster_build_reads_back_identical_to_a_plain_build(inputs, plain, cluster, tmp_path):
+    out = tmp_path / "virtual.h5"
+    summary = build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64))
+    assert_same_file(plain, out)
+    assert len(summary.skipped) == 3 and summary.n_written == N_IMAGES
+    with GalaxyFile(out) as f:
+        assert f.is_virtual and len(f.parts) == 5  # 303 ids in shards of 64
+        assert all(p.parent == parts_folder(out) for p in f.parts)
+    assert sorted(p.name for p in parts_folder(out).iterdir()) == [f"part-{k:05d}.h5" for k in range(5)]
+    # the file and its shards move together: the mappings are relative
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.move(out, moved / out.name)
+    shutil.move(parts_folder(out), parts_folder(moved / out.name))
+    assert_same_file(plain, moved / out.name)
+
+
+def test_consolidate_writes_one_plain_file_and_removes_the_shards(inputs, plain, cluster, tmp_path):
+    out = tmp_path / "one.h5"
+    build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64, consolidate=True))
+    assert_same_file(plain, out)
+    with GalaxyFile(out) as f:
+        assert not f.is_virtual and f.parts == []
+    assert not parts_folder(out).exists()
+
+
+def test_a_missing_shard_is_one_line_not_zeros(inputs, cluster, tmp_path):
+    out = tmp_path / "holed.h5"
+    build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=128))
+    (parts_folder(out) / "part-00001.h5").unlink()
+    with pytest.raises(InputError, match="part-00001.h5 is missing"):
+        GalaxyFile(out)
+
+
+def test_resume_builds_only_the_missing_shards_and_equals_a_whole_build(inputs, plain, cluster, tmp_path):
+    out = tmp_path / "resumed.h5"
+    build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64))
+    parts = parts_folder(out)
+    kept = {p.name: p.stat().st_mtime_ns for p in parts.iterdir()}
+    out.unlink()  # as if the build had died before writing OUT, with two shards not done
+    (parts / "part-00001.h5").unlink()
+    (parts / "part-00003.h5").rename(parts / "part-00003.1a2b3c.h5.partial")  # a killed attempt's file
+    summary = build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64, resume=True))
+    assert summary.resumed_from == 61 + 64 + 47  # shards 0, 2 and 4 kept (0 holds the 3 bad ids; 4 is the last 47)
+    assert_same_file(plain, out)
+    now = {p.name: p.stat().st_mtime_ns for p in parts.iterdir()}
+    assert sorted(now) == [f"part-{k:05d}.h5" for k in range(5)]  # the stray attempt is gone
+    assert all(now[n] == kept[n] for n in ("part-00000.h5", "part-00002.h5", "part-00004.h5"))
+    # a different build into the same output does not take those shards
+    other = build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64, resume=True, limit=200))
+    assert other.resumed_from == 0 and other.n_written == 197
+
+
+class KillMidTask(WorkerPlugin):
+    """SIGKILLs the first worker that starts a shard, once a shard's file is being written."""
+
+    def __init__(self, marker: str, parts: str):
+        self.marker, self.parts = marker, parts
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish != "executing" or "galaxyprep-shard" not in str(key):
+            return
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, f"{os.getpid()} {key}".encode())
+        os.close(fd)
+
+        def kill_when_writing():
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(".partial" in n for n in os.listdir(self.parts)):
+                time.sleep(0.001)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=kill_when_writing, daemon=True).start()
+
+
+def test_a_worker_killed_mid_shard_is_retried_and_the_result_is_exact(inputs, plain, tmp_path):
+    out = tmp_path / "killed.h5"
+    marker = tmp_path / "killed-worker"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL) as c, Client(c) as client:
+        parts_folder(out).mkdir()
+        client.register_plugin(KillMidTask(str(marker), str(parts_folder(out))))
+        build_galaxy_file(config(inputs, out, scheduler=c.scheduler_address, shard_images=128))
+    pid, key = marker.read_text().split()
+    assert "galaxyprep-shard" in key
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid), 0)  # that worker is gone, and its shard was built again elsewhere
+    assert_same_file(plain, out)
+    assert sorted(p.name for p in parts_folder(out).iterdir()) == [f"part-{k:05d}.h5" for k in range(3)]
+
+
+def test_scheduler_local_from_the_command_line(inputs, plain, tmp_path, capsys):
+    out = tmp_path / "cli.h5"
+    with pytest.raises(SystemExit) as stop:
+        main(["build", "--images", str(inputs["images"]), "--labels", str(inputs["labels"]), "--out", str(out),
+              "--crop", "200", "--size", "48", "--scheduler", "local", "--decode-workers", "2", "-q"])
+    assert stop.value.code == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and captured.err.count("skipped: ") == 3
+    assert "wrote 300 images" in captured.out
+    assert_same_file(plain, out)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--consolidate"], "--consolidate: only applies to a cluster build"),
+    (["--shard-images", "64"], "--shard-images: only applies to a cluster build"),
+    (["--scheduler", "local", "--shard-images", "0"], "--shard-images: must be at least 1"),
+    (["--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler"),
+])
+def test_cluster_options_are_checked_in_one_line(inputs, tmp_path, capsys, monkeypatch, args, words):
+    monkeypatch.setattr("galaxyprep.cluster_build.CONNECT_TIMEOUT_S", 2)
+    with pytest.raises(SystemExit) as stop:
+        main(["build", "--images", str(inputs["images"]), "--out", str(tmp_path / "x.h5"), "-q", *args])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and len(err.strip().splitlines()) == 1 and words in err, err
+
+
+def test_a_parts_folder_holding_other_files_is_refused(inputs, cluster, tmp_path):
+    out = tmp_path / "guarded.h5"
+    parts_folder(out).mkdir()
+    (parts_folder(out) / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="did not write"):
+        build_galaxy_file(config(inputs, out, scheduler=cluster))
+    assert (parts_folder(out) / "notes.txt").read_text() == "mine"
+
+
+def test_the_loader_reads_a_virtual_file_as_a_plain_one(inputs, plain, cluster, tmp_path):
+    from galaxytrain.data import GalaxyBatches
+
+    out = tmp_path / "loader.h5"
+    build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64))
+    a = GalaxyBatches(plain, batch_size=32, seed=3)
+    b = GalaxyBatches(out, batch_size=32, seed=3)
+    assert len(a) == len(b)
+    for k in range(len(a)):
+        (xa, ya), (xb, yb) = a[k], b[k]
+        assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
+    assert len(CLASS_NAMES) == ya.shape[1]
