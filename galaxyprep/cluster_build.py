@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -168,7 +169,12 @@ def build_on_cluster(source: ImageSource, ids: np.ndarray, labels: Labels | None
         progress(done_ids, total)
     with _client(config) as client:
         _check_workers(client, parts, whole._root)
-        _run(client, todo, results, config.on_error, say, lambda n: progress and progress(n, total), done_ids)
+        try:
+            _run(client, todo, results, config.on_error, say, lambda n: progress and progress(n, total), done_ids)
+        except InputError:
+            if config.on_error == "fail":  # nothing written means no shards either
+                shutil.rmtree(parts, ignore_errors=True)
+            raise
     ordered = [results[t.index] for t in tasks]
     skipped = problems + [p for r in ordered for p in r.bad]
     summary.skipped = skipped

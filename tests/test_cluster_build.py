@@ -217,6 +217,18 @@ def test_cluster_options_are_checked_in_one_line(inputs, tmp_path, capsys, monke
     assert stop.value.code == 1 and len(err.strip().splitlines()) == 1 and words in err, err
 
 
+def test_on_error_fail_stops_at_a_bad_image_and_leaves_nothing(inputs, cluster, tmp_path, capsys):
+    out = tmp_path / "fail.h5"
+    with pytest.raises(SystemExit) as stop:
+        main(["build", "--images", str(inputs["images"]), "--out", str(out), "--scheduler", cluster,
+              "--on-error", "fail", "-q"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "--on-error fail: nothing written" in errors[0], err
+    assert not out.exists() and not parts_folder(out).exists()
+
+
 def test_a_parts_folder_holding_other_files_is_refused(inputs, cluster, tmp_path):
     out = tmp_path / "guarded.h5"
     parts_folder(out).mkdir()
