@@ -87,7 +87,15 @@ class GalaxyFile:
     def __init__(self, path: str | Path, rdcc_nbytes: int = 16 * 2**20):
         self.path = Path(path)
         self._f = _open_h5(self.path, rdcc_nbytes)
+        # Dataset handles are opened once: one per read re-opened a virtual file's shards every time.
+        # Uncompressed chunks are read without a chunk cache: HDF5 then reads just the wanted rows
+        # into the caller's array, where a cache reads the whole chunk and copies out of it (44
+        # against 101 us of CPU a 16-image block at 96 px; 74 against 161 through a virtual file).
         images = self._f["images"]
+        compressed = images.compression is not None or bool(self._f.attrs.get("compression"))
+        cache = rdcc_nbytes if compressed else 0
+        images = self._images = _open_dataset(self._f, "images", cache)
+        self._labels = _open_dataset(self._f, "labels", cache) if "labels" in self._f else None
         self.n_images = int(images.shape[0])
         self.size = int(images.shape[1])
         self.has_labels = "labels" in self._f
@@ -109,13 +117,13 @@ class GalaxyFile:
 
     def images(self, lo: int, hi: int) -> np.ndarray:
         """uint8 (hi - lo, S, S, 3): rows lo..hi-1, one contiguous read."""
-        return self._f["images"][lo:hi]
+        return self._images[lo:hi]
 
     def labels(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """float32 (hi - lo, 37) vote fractions of rows lo..hi-1 (all rows by default)."""
         if not self.has_labels:
             raise InputError(self.path, "has no labels (a test set?); training and scoring need a labelled file")
-        return self._f["labels"][lo:self.n_images if hi is None else hi]
+        return self._labels[lo:self.n_images if hi is None else hi]
 
     def checked_labels(self, hi: int | None = None) -> np.ndarray:
         """`labels(0, hi)`, refused with one line naming the first row that cannot be vote fractions.
@@ -215,6 +223,13 @@ def _open_h5(path: Path, rdcc_nbytes: int) -> h5py.File:
         f.close()
         raise
     return f
+
+
+def _open_dataset(f: h5py.File, name: str, rdcc_nbytes: int) -> h5py.Dataset:
+    """A dataset with its own chunk cache size, which a virtual dataset passes on to its shards'."""
+    dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
+    dapl.set_chunk_cache(521, rdcc_nbytes, 0.75)  # HDF5's default slots and policy, our size
+    return h5py.Dataset(h5py.h5d.open(f.id, name.encode(), dapl=dapl))
 
 
 def _check_parts(f: h5py.File, path: Path) -> None:
