@@ -233,7 +233,7 @@ def _client(config) -> Iterator:
         from distributed import Client, LocalCluster
     except ImportError:
         raise InputError("--scheduler", "needs dask.distributed: pip install 'galaxyzoo-toolkit[cluster]'") from None
-    quiet = {"silence_logs": logging.ERROR}
+    quiet = {"silence_logs": logging.CRITICAL}  # a restarted worker is ours to report, in one line
     if config.scheduler == "local":
         workers = config.workers or os.cpu_count() or 1
         # ":0": its status page (and HTTP routes, served even without the dashboard) on a free port

@@ -191,6 +191,51 @@ def test_a_worker_killed_mid_shard_is_retried_and_the_result_is_exact(inputs, pl
     assert sorted(p.name for p in parts_folder(out).iterdir()) == [f"part-{k:05d}.h5" for k in range(3)]
 
 
+class KillEveryTime(WorkerPlugin):
+    """SIGKILLs any worker that starts shard 1: a crash that comes back whichever worker runs it."""
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and "galaxyprep-shard-1-" in str(key):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_shard_that_kills_every_worker_is_one_line_and_keeps_the_others(inputs, tmp_path, capsys):
+    import dask
+
+    out = tmp_path / "doomed.h5"
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                         silence_logs=logging.CRITICAL) as c, Client(c) as client:
+        client.register_plugin(KillEveryTime())
+        with pytest.raises(SystemExit) as stop:
+            main(["build", "--images", str(inputs["images"]), "--out", str(out), "--scheduler", c.scheduler_address,
+                  "--chunk-images", "16", "--shard-images", "128", "-q"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "shard 1 (128 images from here) killed its worker" in errors[0], err
+    assert not out.exists()
+    kept = sorted(p.name for p in parts_folder(out).glob("part-?????.h5"))
+    assert "part-00001.h5" not in kept and kept  # what finished stays for --resume
+
+
+class OtherVersion(WorkerPlugin):
+    def setup(self, worker):
+        import galaxyprep.cluster_build
+
+        galaxyprep.cluster_build.__version__ = "0.0.0-elsewhere"
+
+
+def test_a_worker_running_another_galaxyprep_is_refused_before_any_shard(inputs, tmp_path):
+    out = tmp_path / "mixed.h5"
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.CRITICAL) as c, Client(c) as client:
+        client.register_plugin(OtherVersion())
+        with pytest.raises(InputError, match="runs galaxyprep 0.0.0-elsewhere"):
+            build_galaxy_file(config(inputs, out, scheduler=c.scheduler_address))
+    assert not list(parts_folder(out).iterdir())
+
+
 def test_scheduler_local_from_the_command_line(inputs, plain, tmp_path, capsys):
     out = tmp_path / "cli.h5"
     with pytest.raises(SystemExit) as stop:
