@@ -119,7 +119,8 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _start_workers(data: Path, out: Path, record: Path, epochs: int, *extra: str) -> list[subprocess.Popen]:
+def _start_workers(data: Path, out: Path, record: Path, epochs: int, *extra: str,
+                   worker_1_extra: tuple[str, ...] = ()) -> list[subprocess.Popen]:
     hosts = [f"localhost:{p}" for p in _free_ports(2)]
     procs = []
     for index in range(2):
@@ -128,12 +129,12 @@ def _start_workers(data: Path, out: Path, record: Path, epochs: int, *extra: str
                "TF_CONFIG": json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})}
         cmd = [sys.executable, "-m", "galaxytrain", "fit", "--data", str(data), "--out", str(out),
                "--strategy", "multi-worker", "--epochs", str(epochs), "--batch-size", str(PER_REPLICA),
-               "--no-progress", *extra]
+               "--no-progress", *extra, *(worker_1_extra if index == 1 else ())]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
 
 
-def _finish(procs: list[subprocess.Popen]) -> list[str]:
+def _finish(procs: list[subprocess.Popen], code: int = 0) -> list[str]:
     """Wait for both workers (killed at the timeout: a hung collective fails here); their logs (stdout).
 
     TensorFlow's own messages (gRPC, collectives) go to stderr, possibly after
@@ -149,8 +150,8 @@ def _finish(procs: list[subprocess.Popen]) -> list[str]:
                 p.kill()
             pytest.fail(f"a worker did not finish in {TIMEOUT_S} s (hung collective?)")
     for proc, (out, err) in zip(procs, outputs):
-        assert proc.returncode == 0, (out + err)[-3000:]
-    return [out for out, _ in outputs]
+        assert proc.returncode == code, (out + err)[-3000:]
+    return [out for out, _ in outputs] if code == 0 else [err for _, err in outputs]
 
 
 def _fingerprint(log: str) -> str:
@@ -278,3 +279,13 @@ def test_mirrored_on_two_logical_cpus_trains_like_two_workers(two_workers, data_
     # Two replicas in one process see the same shares as two workers with one each.
     for one, two in zip(read_history_csv(run / "history.csv"), read_history_csv(out / "history.csv")):
         assert abs(one["val_rmse"] - two["val_rmse"]) < 1e-5, (one, two)
+
+
+def test_workers_with_other_options_all_stop_in_one_line_instead_of_hanging(data_file, tmp_path):
+    errors = _finish(_start_workers(data_file, tmp_path / "run", tmp_path / "rows", 2,
+                                    worker_1_extra=("--learning-rate", "0.01")), code=1)
+    for err in errors:
+        lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1 and "TF_CONFIG" in lines[0] and "other options" in lines[0], err[-2000:]
+        assert "Traceback" not in err
+    assert not (tmp_path / "run" / "state.json").exists()

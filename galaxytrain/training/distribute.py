@@ -143,21 +143,42 @@ def make_strategy(role: Role, log: Log):
 
 
 def chief_value(strategy, role: Role, value: int) -> int:
-    """The chief's `value` in every worker (an all-reduce, so also a barrier: the chief has got there)."""
+    """The chief's `value` (|value| < 2**24) in every worker; an all-reduce, so also a barrier."""
+    return worker_sum(strategy, role, value if role.is_chief else 0)
+
+
+def worker_sum(strategy, role: Role, value: int) -> int:
+    """The sum of every worker's `value` (|sum| < 2**24: exact in float32), in every worker."""
     if role.n_workers == 1:
         return int(value)
     import tensorflow as tf
 
-    mine = float(value) if role.is_chief else 0.0
-    local = strategy.num_replicas_in_sync // role.n_workers  # the chief's replicas each add `mine`
+    local = strategy.num_replicas_in_sync // role.n_workers  # each of this worker's replicas adds its share
+    share = float(value) / local
 
     @tf.function
     def reduce():
         return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
-            "SUM", tf.constant(mine, tf.float32)))
+            "SUM", tf.constant(share, tf.float32)))
 
-    total = float(strategy.experimental_local_results(reduce())[0])
-    return int(round(total / local))
+    return int(round(float(strategy.experimental_local_results(reduce())[0])))
+
+
+def check_same_training(strategy, role: Role, key: dict) -> None:
+    """Every worker must train the same model on the same data; else all stop with one line, none hangs.
+
+    `key` is what defines the training (options, data, split, replicas); its
+    hash is compared with the chief's, and the count of differing workers is
+    summed, so the chief fails too rather than wait in a collective.
+    """
+    if role.n_workers == 1:
+        return
+    mine = int(hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:6], 16)  # 24 bits
+    differ = worker_sum(strategy, role, int(chief_value(strategy, role, mine) != mine))
+    if differ:
+        raise InputError("TF_CONFIG", f"{differ} of the {role.n_workers} workers train with other options or "
+                                      "data than the chief (fit's options, the data file's images, the split); "
+                                      "run the same command in every worker")
 
 
 def chief_state(out: Path, epochs_done: int) -> dict:

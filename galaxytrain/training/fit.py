@@ -29,7 +29,7 @@ from ..recipes import check_recipe_data, get_recipe
 from ..run_dir import RunDir
 from . import distribute
 from .callbacks import EnableTreeNormalization, EpochProgress, LogLearningRate, RunDirCallback, StopOnDivergence
-from .data_record import TrainingData, prepare_data
+from .data_record import DATA_KEYS, TrainingData, prepare_data
 from .resume import prepare_run_dir
 from .rng_state import restore_seed_generator_states
 from .schedule import LearningRateSchedule, compile_model
@@ -144,9 +144,21 @@ def _fit_distributed(config: FitConfig, log: Log) -> FitResult:
                                          "workers": role.n_workers, "per_replica_batch": config.batch_size,
                                          "global_batch": global_batch, "steps_per_epoch": steps,
                                          "images_per_epoch": steps * global_batch}
+            distribute.check_same_training(strategy, role, _training_key(config, data))
             # The chief decides where the run stands; the others wait for it and start from the same place.
-            state = prepare_run_dir(run, config, data.record) if role.is_chief else None
-            initial_epoch = distribute.chief_value(strategy, role, 0 if state is None else state["epochs_done"])
+            # A refusal is passed on (as -1), so that no worker waits for a chief that has stopped.
+            state, refused = None, None
+            if role.is_chief:
+                try:
+                    state = prepare_run_dir(run, config, data.record)
+                except InputError as exc:
+                    refused = exc
+            done = -1 if refused is not None else 0 if state is None else int(state["epochs_done"])
+            initial_epoch = distribute.chief_value(strategy, role, done)
+            if refused is not None:
+                raise refused
+            if initial_epoch < 0:
+                raise InputError(config.out, "the chief refused this run directory (its log says why)")
             if state is None:
                 prepare_run_dir(run, config, data.record)  # the empty scratch folder
                 state = distribute.chief_state(config.out, initial_epoch)
@@ -155,6 +167,13 @@ def _fit_distributed(config: FitConfig, log: Log) -> FitResult:
         keras.mixed_precision.set_global_policy(previous_policy)
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _training_key(config: FitConfig, data: TrainingData) -> dict:
+    """What must be equal in every worker of one training (paths may differ between machines)."""
+    record = data.record
+    return {"config": config.resume_key(), "data": {k: record["data"][k] for k in DATA_KEYS},
+            "split": record["split"], "distribute": record["distribute"]}
 
 
 def _train_distributed(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: TrainingData, strategy,
