@@ -92,7 +92,7 @@ def fit(
     model: Optional[str] = typer.Option(None, "--model", help=_d("model", "Model name (galaxytrain models).")),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=_d("epochs", "Total epochs (a resumed run "
                                                                              "continues up to this).")),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_d("batch_size", "Images per step.")),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_d("batch_size", "Images per step; per replica under --strategy.")),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction",
                                                  help=_d("val_fraction", "Fraction held out for validation (0: none).")),
     seed: Optional[int] = typer.Option(None, "--seed", help=_d("seed", "Seed of the split, the shuffle and the "
