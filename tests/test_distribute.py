@@ -233,7 +233,8 @@ def test_two_workers_validate_like_one_process_with_the_same_global_batch(two_wo
     assert distributed[-1]["val_rmse"] < 0.5 * distributed[0]["val_rmse"]  # and it did learn
 
 
-def test_a_killed_two_worker_run_resumes_to_the_same_weights(two_workers, data_file, tmp_path):
+def test_a_killed_worker_stops_the_other_in_one_line_and_the_run_resumes_to_the_same_weights(
+        two_workers, data_file, tmp_path):
     _, logs, _ = two_workers
     out = tmp_path / "run"
     procs = _start_workers(data_file, out, tmp_path / "rows", EPOCHS)
@@ -249,6 +250,11 @@ def test_a_killed_two_worker_run_resumes_to_the_same_weights(two_workers, data_f
             time.sleep(0.05)
         else:
             pytest.fail("the chief committed no second epoch in time")
+        os.kill(procs[1].pid, signal.SIGKILL)  # the other worker: the chief must notice, not hang
+        _, err = procs[0].communicate(timeout=TIMEOUT_S)
+        assert procs[0].returncode == 1, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("error: TF_CONFIG: a worker stopped") and "to resume" in last, err[-3000:]
     finally:
         for p in procs:
             if p.poll() is None:

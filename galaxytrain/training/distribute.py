@@ -198,6 +198,15 @@ def chief_state(out: Path, epochs_done: int) -> dict:
     return state
 
 
+def lost_peer(exc: Exception) -> str:
+    """TensorFlow's message for a worker that stopped, in one line."""
+    text = " ".join(str(getattr(exc, "message", exc)).split())
+    if "aborted by: " in text:
+        text = text.split("aborted by: ", 1)[1]
+    text = text.split(" The tasks have crashed.")[0].split(" [Op:")[0]
+    return "a worker stopped or cannot be reached (" + (text[:300] + ("..." if len(text) > 300 else "")) + ")"
+
+
 # -- the input: each replica's share ------------------------------------------------------------------
 
 def train_share(order: EpochOrder, seed: int, epoch: int, step: int, replica: int,

@@ -235,9 +235,15 @@ def _train_distributed(config: FitConfig, f: GalaxyFile, run: RunDir, state: dic
     distribute.pin_keras(model, strategy, role, config.batch_size, size)
     callbacks = _callbacks(config, run, state, data, steps, log, n_images=steps * global_batch,
                            batch_size=global_batch, tensorboard=role.is_chief)
+    import tensorflow as tf
+
     try:
         model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
                   steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks, verbose=0, shuffle=False)
+    except tf.errors.UnavailableError as exc:  # a peer died: its heartbeats stop and the collectives abort
+        raise InputError("TF_CONFIG", f"{distribute.lost_peer(exc)}; {config.out} keeps epoch "
+                                      f"{state['epochs_done']}: start every worker again with the same command "
+                                      "to resume") from None
     finally:
         for ds in (train, val):
             if ds is not None:
