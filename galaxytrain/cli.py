@@ -20,7 +20,7 @@ import typer
 from galaxyprep import InputError
 
 from . import __version__
-from .choices import Augment, Head, Loss, LrSchedule, OutputFormat
+from .choices import Augment, Head, Loss, LrSchedule, OutputFormat, Strategy
 from .config import FitConfig
 
 # Plain help (no rich markup, which ate every "[default: ...]"), wide enough for the option texts.
@@ -92,7 +92,7 @@ def fit(
     model: Optional[str] = typer.Option(None, "--model", help=_d("model", "Model name (galaxytrain models).")),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=_d("epochs", "Total epochs (a resumed run "
                                                                              "continues up to this).")),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_d("batch_size", "Images per step.")),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_d("batch_size", "Images per step; per replica under --strategy.")),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction",
                                                  help=_d("val_fraction", "Fraction held out for validation (0: none).")),
     seed: Optional[int] = typer.Option(None, "--seed", help=_d("seed", "Seed of the split, the shuffle and the "
@@ -141,6 +141,11 @@ def fit(
     progress: bool = typer.Option(_FIT_DEFAULTS["progress"], "--progress/--no-progress", show_default=True,
                                   help="A live bar inside each epoch on a terminal (a log gets one line per "
                                        "epoch either way)."),
+    strategy: Optional[Strategy] = typer.Option(None, "--strategy", help=_d(
+        "strategy", "tf.distribute. mirrored: this machine's GPUs; multi-worker: the processes in TF_CONFIG (run "
+                    "the same command in each; the chief writes --out, which every worker must see). Under a "
+                    "strategy --batch-size is per replica (a step takes batch size x replicas images) and "
+                    "--learning-rate is used as given, not scaled.")),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard what is in --out and start again."),
 ) -> None:
     """Train a model; writes best.keras, last.keras, history.csv, config.json, training_curve.png."""
@@ -156,7 +161,7 @@ def fit(
             learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, limit=limit,
             gpu_memory_limit=gpu_memory_limit, memory_growth=memory_growth, mixed_precision=mixed_precision,
             head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
-            allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress)
+            allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy)
         result = fit_run(config, log=_echo)
         if result.best_epoch is not None:
             what = (f"val RMSE {result.best_val_rmse:.5f}" if result.best_val_rmse is not None
@@ -164,6 +169,8 @@ def fit(
             base = ("" if result.baseline_val_rmse is None
                     else f" (mean predictor {result.baseline_val_rmse:.5f})")
             _echo(f"done: {result.epochs_done} epochs in {result.run_dir}; best epoch {result.best_epoch}, {what}{base}")
+        if result.weights_fingerprint is not None:  # the last line: workers of one run print the same
+            _echo(f"final weights fingerprint: {result.weights_fingerprint}")
 
     _run(action)
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from galaxyprep import InputError
 
-from .choices import AUGMENTS, HEADS, LOSSES, LR_SCHEDULES, Augment, Head, Loss, LrSchedule
+from .choices import AUGMENTS, HEADS, LOSSES, LR_SCHEDULES, STRATEGIES, Augment, Head, Loss, LrSchedule, Strategy
 
 #: Options that must match a run directory's config.json to resume it.
 RESUME_KEYS = ("model", "head", "loss", "learning_rate", "batch_size", "val_fraction", "seed",
                "augment", "limit", "mixed_precision", "input_size", "max_shift", "max_zoom",
-               "tree_warmup_epochs", "lr_schedule", "weight_decay")
+               "tree_warmup_epochs", "lr_schedule", "weight_decay", "strategy")
 
 
 @dataclass
@@ -65,6 +65,10 @@ class FitConfig:
     #: A live bar inside each epoch on a terminal (images/s, time left); never in a log, which gets
     #: one line per epoch either way.
     progress: bool = True
+    #: tf.distribute: none (one process), mirrored (this machine's GPUs), multi-worker (TF_CONFIG's
+    #: processes). Under a strategy ``batch_size`` is per replica: a step takes batch_size x replicas
+    #: images; the learning rate is used as given, not scaled.
+    strategy: Strategy = "none"
 
     def __post_init__(self) -> None:
         self.data = Path(self.data)
@@ -111,6 +115,11 @@ class FitConfig:
                                         f"not {self.head}")
         if self.lr_schedule not in LR_SCHEDULES:
             bad("--lr-schedule", f"must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.strategy not in STRATEGIES:
+            bad("--strategy", f"must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        if self.strategy != "none" and self.use_multiprocessing:
+            bad("--use-multiprocessing", f"applies to --strategy none only; under --strategy {self.strategy} "
+                                         "batches come from tf.data threads (--loader-workers of them)")
         if not 0 <= self.weight_decay < 1:
             bad("--weight-decay", f"must be in [0, 1), got {self.weight_decay}")
 

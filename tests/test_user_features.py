@@ -132,7 +132,7 @@ def test_predictions_as_hdf5_hold_ids_columns_and_the_spread_over_views(best_run
 def test_help_shows_every_default_once_and_the_version():
     fit_help = " ".join(train("fit", "--help").output.split())  # as read, whatever the wrapping
     assert "[default: 20]" in fit_help and "[default: vgg6]" in fit_help  # from FitConfig, not restated
-    assert "Images per step. [default: 64]" in fit_help
+    assert "Images per step; per replica under --strategy. [default: 64]" in fit_help
     assert "--loader-workers" in fit_help and "--workers" not in fit_help.replace("--loader-workers", "")
     score_help = " ".join(train("score", "--help").output.split())
     assert "JSON report to write. [default: <run>/report.json]" in score_help

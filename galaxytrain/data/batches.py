@@ -146,12 +146,7 @@ class GalaxyBatches(keras.utils.PyDataset):
         return len(self.order)
 
     def __getitem__(self, index: int):
-        positions, rng = self.order.batch(self.epoch, index)
-        images, labels = self._read(positions)
-        x = self.view(images, rng)
-        if self.normalization is not None:
-            x = self.normalization(x)
-        return (x, labels) if self.labels else x
+        return self.batch_at(*self.order.batch(self.epoch, index))
 
     def on_epoch_end(self) -> None:
         """Advance the epoch counter, which reshuffles the next epoch."""
@@ -187,6 +182,18 @@ class GalaxyBatches(keras.utils.PyDataset):
         if not self.shuffle:
             return self._ids.copy()
         return np.concatenate([self.batch_ids(i) for i in range(len(self))])
+
+    def batch_at(self, positions: np.ndarray, rng: np.random.Generator):
+        """What a batch of the selected rows at `positions` holds, in that order, views drawn from `rng`.
+
+        ``__getitem__`` is this at `EpochOrder`'s positions; tf.distribute's
+        input (`galaxytrain.training.distribute`) cuts its own positions.
+        """
+        images, labels = self._read(positions)
+        x = self.view(images, rng)
+        if self.normalization is not None:
+            x = self.normalization(x)
+        return (x, labels) if self.labels else x
 
     def close(self) -> None:
         """Close this process's file handle if this object opened it (it reopens on the next batch)."""

@@ -45,7 +45,9 @@ class RunDirCallback(keras.callbacks.Callback):
                 row[key] = float(value)
             except (TypeError, ValueError):
                 continue
-        row["learning_rate"] = float(f"{float(self.model.optimizer.learning_rate):.7g}")
+        # Through numpy: under tf.distribute the rate is a MirroredVariable, which float() refuses.
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row["learning_rate"] = float(f"{rate:.7g}")
         row["epoch_time_s"] = round(seconds, 3)
         row["images_per_s"] = round(self.n_train / seconds, 1) if seconds > 0 else None
         peak = peak_gpu_memory()

@@ -9,12 +9,16 @@ configuration is refused unless ``overwrite`` is set (see `resume`).
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import keras
+import numpy as np
 
 from galaxyprep import GalaxyFile, InputError, exclusive_lock, same_path
 
@@ -23,8 +27,9 @@ from ..data import GalaxyBatches, RotateRanges, training_view
 from ..models import InputShapeError, available_models, create_model, load_model
 from ..recipes import check_recipe_data, get_recipe
 from ..run_dir import RunDir
+from . import distribute
 from .callbacks import EnableTreeNormalization, EpochProgress, LogLearningRate, RunDirCallback, StopOnDivergence
-from .data_record import TrainingData, prepare_data
+from .data_record import DATA_KEYS, TrainingData, prepare_data
 from .resume import prepare_run_dir
 from .rng_state import restore_seed_generator_states
 from .schedule import LearningRateSchedule, compile_model
@@ -44,6 +49,8 @@ class FitResult:
     best_val_rmse: float | None
     baseline_val_rmse: float | None
     history: list[dict] = field(default_factory=list)
+    #: `distribute.weights_fingerprint` of the final weights: equal across the workers of one run.
+    weights_fingerprint: str | None = None
 
 
 def fit(config: FitConfig, log: Log = print) -> FitResult:
@@ -55,6 +62,8 @@ def fit(config: FitConfig, log: Log = print) -> FitResult:
 
     if same_path(config.out, config.data):
         raise InputError(config.out, "is also the command's --data; choose another --out")
+    if config.strategy != "none":
+        return _fit_distributed(config, log)
     with exclusive_lock(config.out), GalaxyFile(config.data) as f:  # one fit per run directory
         if config.recipe is not None:
             info = f.info
@@ -88,7 +97,7 @@ def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: Tra
     _log_start(config, data, model, size, initial_epoch, run, log)
     if initial_epoch >= config.epochs:
         log(f"{run.path} already has {initial_epoch} epochs (asked for {config.epochs}): nothing to do")
-        return _result(run, state, initial_epoch, data.baseline)
+        return _result(run, state, initial_epoch, data.baseline, distribute.weights_fingerprint(model))
     run.write_config(data.record)
     train, val = _datasets(config, f, data, size)
     train.set_epoch(initial_epoch)  # a resumed epoch sees the order it would have seen
@@ -102,7 +111,145 @@ def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: Tra
         for ds in (train, val):
             if ds is not None:
                 ds.close()
-    return _result(run, state, initial_epoch, data.baseline)
+    return _result(run, state, initial_epoch, data.baseline, distribute.weights_fingerprint(model))
+
+
+def _fit_distributed(config: FitConfig, log: Log) -> FitResult:
+    """`fit` under tf.distribute (see `distribute`): the chief writes config.out, the others a scratch folder."""
+    role = distribute.worker_role(config.strategy)
+    scratch = None if role.is_chief else distribute.scratch_dir(role)
+    run = RunDir(config.out if scratch is None else scratch)
+    previous_policy = keras.mixed_precision.global_policy()
+    try:
+        with exclusive_lock(config.out) if scratch is None else nullcontext(), GalaxyFile(config.data) as f:
+            if config.recipe is not None:
+                info = f.info
+                check_recipe_data(get_recipe(config.recipe), info.crop, info.size, config.data, info.source,
+                                  info.labels_source, config.allow_other_build, log)
+            data = prepare_data(config, f)
+            from ..gpu import configure_gpus
+
+            gpu = configure_gpus(config.gpu_memory_limit, config.memory_growth, config.mixed_precision, log=log)
+            data.record["gpu"] = {"n_gpus": gpu.n_gpus, "memory_growth": gpu.memory_growth,
+                                  "memory_limit_mib": gpu.memory_limit_mib, "mixed_precision": gpu.mixed_precision}
+            strategy = distribute.make_strategy(role, log)  # before TensorFlow runs any op
+            replicas = int(strategy.num_replicas_in_sync)
+            global_batch = config.batch_size * replicas
+            steps = len(data.train_rows) // global_batch
+            if steps == 0:
+                raise InputError("--batch-size", f"{config.batch_size} per replica x {replicas} replicas = "
+                                                 f"{global_batch} images per step, more than the "
+                                                 f"{len(data.train_rows)} training images")
+            data.record["distribute"] = {"strategy": config.strategy, "replicas": replicas,
+                                         "workers": role.n_workers, "per_replica_batch": config.batch_size,
+                                         "global_batch": global_batch, "steps_per_epoch": steps,
+                                         "images_per_epoch": steps * global_batch}
+            distribute.check_same_training(strategy, role, _training_key(config, data))
+            # The chief decides where the run stands; the others wait for it and start from the same place.
+            # A refusal is passed on (as -1), so that no worker waits for a chief that has stopped.
+            state, refused = None, None
+            if role.is_chief:
+                try:
+                    state = prepare_run_dir(run, config, data.record)
+                except InputError as exc:
+                    refused = exc
+            done = -1 if refused is not None else 0 if state is None else int(state["epochs_done"])
+            initial_epoch = distribute.chief_value(strategy, role, done)
+            if refused is not None:
+                raise refused
+            if initial_epoch < 0:
+                raise InputError(config.out, "the chief refused this run directory (its log says why)")
+            if state is None:
+                prepare_run_dir(run, config, data.record)  # the empty scratch folder
+                state = distribute.chief_state(config.out, initial_epoch)
+            return _train_distributed(config, f, run, state, data, strategy, role, steps, log)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _training_key(config: FitConfig, data: TrainingData) -> dict:
+    """What must be equal in every worker of one training (paths may differ between machines)."""
+    record = data.record
+    return {"config": config.resume_key(), "data": {k: record["data"][k] for k in DATA_KEYS},
+            "split": record["split"], "distribute": record["distribute"]}
+
+
+def _train_distributed(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: TrainingData, strategy,
+                       role: distribute.Role, steps: int, log: Log) -> FitResult:
+    size = input_size(config, f.size)
+    replicas = int(strategy.num_replicas_in_sync)
+    global_batch = config.batch_size * replicas
+    initial_epoch = int(state["epochs_done"])
+    keras.utils.set_random_seed(config.seed)
+    last = RunDir(config.out).last  # every worker resumes from the chief's
+    with strategy.scope():
+        model = load_model(last) if initial_epoch > 0 else build_model(config, size)
+    if initial_epoch > 0 and not restore_seed_generator_states(model, state.get("seed_generators")):
+        log("note: this run's state.json has no dropout generator states (written by an older version): "
+            "the resumed epochs draw other dropout masks than an uninterrupted run would")
+    data.record["model"] = {"name": config.model, "head": config.head, "params": int(model.count_params()),
+                            "input_shape": [size, size, 3]}
+    _log_start(config, data, model, size, initial_epoch, run, log)
+    n_train = len(data.train_rows)
+    log(f"{role.describe()}; " + ("writes the run directory" if role.is_chief else
+                                   f"its checkpoints go to the scratch folder {run.path}, deleted at the end")
+        + f"; batch {config.batch_size} per replica x {replicas} = {global_batch} per step, learning rate "
+          f"{config.learning_rate:g} as given (not scaled); {steps} steps per epoch, the last "
+          f"{n_train - steps * global_batch} of {n_train} training images of each epoch's order left out")
+    if initial_epoch >= config.epochs:
+        log(f"{config.out} already has {initial_epoch} epochs (asked for {config.epochs}): nothing to do")
+        return _result(run, state, initial_epoch, data.baseline, distribute.weights_fingerprint(model))
+    run.write_config(data.record)
+    record = distribute.RowRecord(os.environ.get(distribute.RECORD_ROWS_ENV))
+    loader = dict(threads=config.loader_workers, prefetch=config.max_queue_size)
+    view = training_view(config.augment, size, RotateRanges(max_shift=config.max_shift, max_zoom=config.max_zoom))
+    train = GalaxyBatches(f, data.train_rows, batch_size=global_batch, shuffle=True, seed=config.seed, view=view)
+
+    def train_share(global_step: int, replica: int):
+        epoch, step = divmod(global_step, steps)
+        return distribute.train_share(train.order, config.seed, epoch, step, replica, replicas)
+
+    def record_train(global_step: int, replica: int, rows) -> None:
+        record.add("train", *divmod(global_step, steps), replica, rows)
+
+    train_ds = distribute.distributed_batches(strategy, train, initial_epoch * steps, config.epochs * steps,
+                                              train_share, record=record_train, **loader)
+    val = val_ds = None
+    val_steps = None
+    if len(data.val_rows):
+        val = GalaxyBatches(f, data.val_rows, batch_size=config.batch_size, shuffle=False, seed=config.seed,
+                            view=training_view("none", size))
+        shares = distribute.val_shares(len(data.val_rows), config.batch_size, replicas)
+        val_steps = len(shares)
+
+        def val_share(step: int, replica: int):
+            return shares[step][replica], np.random.default_rng([config.seed, step, replica])
+
+        def record_val(step: int, replica: int, rows) -> None:
+            record.add("val", 0, step, replica, rows)
+
+        val_ds = distribute.distributed_batches(strategy, val, 0, val_steps, val_share, record=record_val, **loader)
+    state["monitor"] = "val_loss" if val is not None else "loss"
+    distribute.pin_keras(model, strategy, role, config.batch_size, size)
+    callbacks = _callbacks(config, run, state, data, steps, log, n_images=steps * global_batch,
+                           batch_size=global_batch, tensorboard=role.is_chief)
+    import tensorflow as tf
+
+    try:
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps, validation_steps=val_steps, callbacks=callbacks, verbose=0, shuffle=False)
+    except tf.errors.UnavailableError as exc:  # a peer died: its heartbeats stop and the collectives abort
+        raise InputError("TF_CONFIG", f"{distribute.lost_peer(exc)}; {config.out} keeps epoch "
+                                      f"{state['epochs_done']}: start every worker again with the same command "
+                                      "to resume") from None
+    finally:
+        for ds in (train, val):
+            if ds is not None:
+                ds.close()
+        record.write(f"{role.task_type}{role.index}")
+    return _result(run, state, initial_epoch, data.baseline, distribute.weights_fingerprint(model))
 
 
 def _datasets(config: FitConfig, f: GalaxyFile, data: TrainingData,
@@ -121,7 +268,8 @@ def _datasets(config: FitConfig, f: GalaxyFile, data: TrainingData,
 
 
 def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, steps_per_epoch: int,
-               log: Log) -> list[keras.callbacks.Callback]:
+               log: Log, n_images: int | None = None, batch_size: int | None = None,
+               tensorboard: bool = True) -> list[keras.callbacks.Callback]:
     """The progress bar first (closed before our epoch line), then the schedules, then the commit.
 
     The schedules act at epoch and batch begin, from the epoch number alone,
@@ -130,19 +278,20 @@ def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, 
     warmup = config.tree_warmup_epochs if config.head == "tree" else 0
     # A terminal gets a live bar inside each epoch; a log file only our line per epoch.
     live = config.progress and sys.stderr.isatty()
-    callbacks: list[keras.callbacks.Callback] = [EpochProgress(len(data.train_rows), config.batch_size,
-                                                               config.epochs)] if live else []
+    n_images = len(data.train_rows) if n_images is None else n_images  # per epoch (fewer under a strategy)
+    batch_size = config.batch_size if batch_size is None else batch_size
+    callbacks: list[keras.callbacks.Callback] = [EpochProgress(n_images, batch_size, config.epochs)] if live else []
     if warmup:
         callbacks.append(EnableTreeNormalization(at_epoch=warmup))
     if config.lr_schedule != "constant":
         callbacks.append(LearningRateSchedule(config.lr_schedule, config.learning_rate, config.epochs,
                                               steps_per_epoch))
     callbacks.append(StopOnDivergence(run.path, state))
-    if config.tensorboard is not None:
+    if config.tensorboard is not None and tensorboard:
         callbacks += [LogLearningRate(), keras.callbacks.TensorBoard(log_dir=str(config.tensorboard))]
     # The first epoch with the tree normalisation on starts the choice of best.keras afresh:
     # losses of the unnormalised outputs are not comparable with the model that is kept.
-    callbacks.append(RunDirCallback(run, state, state["monitor"], len(data.train_rows), data.baseline, log,
+    callbacks.append(RunDirCallback(run, state, state["monitor"], n_images, data.baseline, log,
                                     total_epochs=config.epochs, restart_best_at=warmup + 1 if warmup else None))
     return callbacks
 
@@ -183,11 +332,12 @@ def build_model(config: FitConfig, size: int) -> keras.Model:
     return model
 
 
-def _result(run: RunDir, state: dict, initial_epoch: int, baseline: float | None) -> FitResult:
+def _result(run: RunDir, state: dict, initial_epoch: int, baseline: float | None,
+            fingerprint: str | None = None) -> FitResult:
     history = list(state["history"])
     best = next((row for row in history if row["epoch"] == state.get("best_epoch")), None)
     return FitResult(run_dir=run.path, epochs_done=int(state["epochs_done"]), initial_epoch=initial_epoch,
                      best_epoch=state.get("best_epoch"),
                      best_val_loss=None if best is None else best.get("val_loss"),
                      best_val_rmse=None if best is None else best.get("val_rmse"),
-                     baseline_val_rmse=baseline, history=history)
+                     baseline_val_rmse=baseline, history=history, weights_fingerprint=fingerprint)

@@ -45,6 +45,10 @@ def record_differences(old: dict, new: dict) -> list[str]:
     for key, value in new_cfg.items():
         if old_cfg.get(key) != value:
             out.append(f"{key}: {old_cfg.get(key)!r} -> {value!r}")
+    # Under a strategy --batch-size is per replica: other replicas, another global batch.
+    old_replicas, new_replicas = (r.get("distribute", {}).get("replicas", 1) for r in (old, new))
+    if old_replicas != new_replicas:
+        out.append(f"replicas: {old_replicas} -> {new_replicas} (the global batch is --batch-size x replicas)")
     old_data, new_data = old.get("data", {}), new["data"]
     if old_data.get("image_size") != new_data["image_size"]:
         out.append(f"image size: {old_data.get('image_size')} -> {new_data['image_size']}")

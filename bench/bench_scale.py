@@ -1,0 +1,107 @@
+"""Issue 12's scaling bench. ``--part fit``: `galaxytrain fit --strategy multi-worker` with two
+worker processes on localhost against one, on the real images; the ratio of their training
+images/s, measured in one run.
+
+Both runs use the same per-replica batch (so the two workers take twice the images per step)
+and read the mean speed of the chief's epochs after the first from its history.csv (the
+first also traces the step function). On one 2-core machine two workers share the same cores, so the
+ratio is expected below 1: it measures what the coordination (gRPC all-reduce of every
+gradient, two TensorFlow runtimes on the same cores) costs, not a speed-up.
+
+    python bench/bench_scale.py --part fit [--size 64] [--limit 2048] [--epochs 3] [--batch-size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import OUT, REPO, SHARED_GZ, build_file, machine  # noqa: E402
+
+#: What --part takes; the build half of the bench comes later with its own part.
+PARTS = ("fit",)
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def fit_workers(data: Path, n_workers: int, args) -> dict:
+    """One `fit --strategy multi-worker` with `n_workers` local processes; the chief's epochs after the first."""
+    out = OUT / f"scale_fit_{n_workers}w"
+    hosts = [f"localhost:{p}" for p in _free_ports(n_workers)]
+    procs = []
+    t = time.perf_counter()
+    for index in range(n_workers):
+        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO),
+               "TF_CONFIG": json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}})}
+        cmd = [sys.executable, "-m", "galaxytrain", "fit", "--data", str(data), "--out", str(out), "--overwrite",
+               "--strategy", "multi-worker", "--model", args.model, "--epochs", str(args.epochs),
+               "--batch-size", str(args.batch_size), "--limit", str(args.limit), "--no-progress"]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=args.timeout) for p in procs]
+    seconds = time.perf_counter() - t
+    for p, (stdout, stderr) in zip(procs, outputs):
+        if p.returncode:
+            raise SystemExit(f"a worker failed (exit {p.returncode}):\n{(stdout + stderr)[-3000:]}")
+    prints = {o.strip().splitlines()[-1] for o, _ in outputs}
+    if len(prints) != 1:
+        raise SystemExit(f"the workers' fingerprints differ: {sorted(prints)}")
+    from galaxytrain.run_dir import read_history_csv
+
+    history = read_history_csv(out / "history.csv")
+    timed = history[1:] or history  # the first epoch also traces the step function
+    last = history[-1]
+    record = json.loads((out / "config.json").read_text())["distribute"]
+    return {"images_per_s": sum(r["images_per_s"] for r in timed) / len(timed),
+            "epoch_s": sum(r["epoch_time_s"] for r in timed) / len(timed), "wall_s": seconds,
+            "global_batch": record["global_batch"], "images_per_epoch": record["images_per_epoch"],
+            "val_rmse": last.get("val_rmse"), "fingerprint": prints.pop().split(": ")[-1]}
+
+
+def part_fit(args) -> None:
+    data = build_file(SHARED_GZ / "images", OUT / f"real_{args.size}.h5", SHARED_GZ / "training_solutions_rev1.csv",
+                      size=args.size)
+    print(f"fit: {args.model}, {args.limit} images of {data.name}, {args.epochs} epochs, batch {args.batch_size} "
+          "per replica; mean speed of the epochs after the first")
+    results = {}
+    for n in (1, 2):
+        results[n] = r = fit_workers(data, n, args)
+        print(f"  {n} worker(s): {r['images_per_s']:,.0f} images/s ({r['images_per_epoch']} images per epoch in "
+              f"{r['epoch_s']:.1f} s, global batch {r['global_batch']}); whole run {r['wall_s']:.0f} s; "
+              f"val RMSE {r['val_rmse']:.4f}; fingerprint {r['fingerprint']}")
+    ratio = results[2]["images_per_s"] / results[1]["images_per_s"]
+    print(f"images/s 2 workers / 1 worker = {ratio:.2f} (one machine, {os.cpu_count()} cores: below 1 is the "
+          "coordination cost, not a result about several machines)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=PARTS, default="fit", help="which measurement (only fit so far)")
+    ap.add_argument("--size", type=int, default=64, help="stored image size of the bench file")
+    ap.add_argument("--limit", type=int, default=2048, help="images used (fit --limit)")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=32, help="per replica")
+    ap.add_argument("--model", default="vgg6")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds before a hung worker fails the bench")
+    args = ap.parse_args()
+    print(machine())
+    if args.part == "fit":
+        part_fit(args)
+
+
+if __name__ == "__main__":
+    main()
