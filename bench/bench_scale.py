@@ -1,4 +1,12 @@
-"""Issue 12's scaling bench. ``--part fit``: `galaxytrain fit --strategy multi-worker` with two
+"""Issue 12's scaling bench, each part measured in one run against its baseline.
+
+``--part build``: `galaxyprep build --scheduler` (shards on a Dask cluster of this machine's
+cores) against a plain build of the same real images, alternated pass by pass: on a running
+cluster (what `--scheduler tcp://...` sees), consolidated, and with `--scheduler local`
+starting its LocalCluster inside the timing. Then galaxytrain's loader reading the plain,
+the virtual and the consolidated file (images per CPU second of its one process).
+
+``--part fit``: `galaxytrain fit --strategy multi-worker` with two
 worker processes on localhost against one, on the real images; the ratio of their training
 images/s, measured in one run.
 
@@ -8,6 +16,7 @@ first also traces the step function). On one 2-core machine two workers share th
 ratio is expected below 1: it measures what the coordination (gRPC all-reduce of every
 gradient, two TensorFlow runtimes on the same cores) costs, not a speed-up.
 
+    python bench/bench_scale.py --part build [--copies 1] [--passes 3] [--workers 2]
     python bench/bench_scale.py --part fit [--size 64] [--limit 2048] [--epochs 3] [--batch-size 32]
 """
 
@@ -23,10 +32,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, REPO, SHARED_GZ, build_file, machine  # noqa: E402
+from _common import (OUT, REPO, SHARED_GZ, build_file, machine, repeated_images, repeated_labels,  # noqa: E402
+                     warm_page_cache)
 
-#: What --part takes; the build half of the bench comes later with its own part.
-PARTS = ("fit",)
+PARTS = ("build", "fit", "all")
 
 
 def _free_ports(n: int) -> list[int]:
@@ -72,6 +81,73 @@ def fit_workers(data: Path, n_workers: int, args) -> dict:
             "val_rmse": last.get("val_rmse"), "fingerprint": prints.pop().split(": ")[-1]}
 
 
+def _timed_build(images: Path, labels: Path | None, out: Path, **extra) -> float:
+    from galaxyprep import build_galaxy_file
+    from galaxyprep.build import BuildConfig
+
+    t0 = time.perf_counter()
+    build_galaxy_file(BuildConfig(images=images, labels=labels, out=out, overwrite=True, **extra))
+    return time.perf_counter() - t0
+
+
+def _loader_rate(path: Path, passes: int = 2) -> float:
+    """Images per CPU second that galaxytrain's loader reads and normalizes from a file (one process).
+
+    CPU time, not wall time: the loader is one thread here, and CPU time does
+    not move with what else the VM is running.
+    """
+    from galaxytrain.data import GalaxyBatches
+
+    batches = GalaxyBatches(path, batch_size=64, seed=0)
+    n = 0
+    t0 = time.process_time()
+    for _ in range(passes):
+        for k in range(len(batches)):
+            n += len(batches[k][0])
+    return n / (time.process_time() - t0)
+
+
+def part_build(args) -> None:
+    """Dask build (warm cluster, LocalCluster started by the build, consolidated) against a plain build."""
+    import logging
+
+    from distributed import LocalCluster
+
+    copies, passes, workers = args.copies, args.passes, args.workers
+    images = repeated_images(copies) if copies > 1 else SHARED_GZ / "images"
+    labels = repeated_labels(copies) if copies > 1 else SHARED_GZ / "training_solutions_rev1.csv"
+    warm_page_cache(images)
+    n = sum(1 for _ in images.glob("*.jpg"))
+    work = OUT / "scale"
+    work.mkdir(parents=True, exist_ok=True)
+    plain, virtual, one = work / "plain.h5", work / "virtual.h5", work / "consolidated.h5"
+    times: dict[str, list[float]] = {"plain": [], "cluster (running)": [], "cluster local (with start)": [],
+                                     "cluster, consolidated": []}
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster:
+        address = cluster.scheduler_address
+        _timed_build(images, labels, virtual, scheduler=address, workers=workers)  # workers import, numba loads
+        for _ in range(passes):  # alternated: the VM's speed drifts minute to minute
+            times["plain"].append(_timed_build(images, labels, plain, workers=workers))
+            times["cluster (running)"].append(_timed_build(images, labels, virtual, scheduler=address))
+            times["cluster, consolidated"].append(_timed_build(images, labels, one, scheduler=address,
+                                                               consolidate=True))
+    for _ in range(passes):
+        times["cluster local (with start)"].append(
+            _timed_build(images, labels, virtual, scheduler="local", workers=workers))
+    print(f"\nbuild of {n:,} real JPEGs (crop 200 -> 96, {workers} workers), best of {passes}:")
+    base = n / min(times["plain"])
+    for name, ts in times.items():
+        rate = n / min(ts)
+        print(f"  {name:<28} {rate:8,.0f} images/s  {rate / base:5.2f} x plain   "
+              f"(each: {', '.join(f'{t:.2f}' for t in ts)} s)")
+    files = (("plain", plain), ("virtual", virtual), ("consolidated", one))
+    rates = {name: max(_loader_rate(path) for _ in range(passes)) for name, path in files}
+    print("galaxytrain loader (GalaxyBatches, batch 64, normalized, one process, per CPU second):")
+    for name, rate in rates.items():
+        print(f"  {name:<14} {rate:9,.0f} images/s  {rate / rates['plain']:5.2f} x plain")
+
+
 def part_fit(args) -> None:
     data = build_file(SHARED_GZ / "images", OUT / f"real_{args.size}.h5", SHARED_GZ / "training_solutions_rev1.csv",
                       size=args.size)
@@ -90,7 +166,10 @@ def part_fit(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=PARTS, default="fit", help="which measurement (only fit so far)")
+    ap.add_argument("--part", choices=PARTS, default="all", help="which measurement")
+    ap.add_argument("--copies", type=int, default=1, help="build: the real images repeated this many times")
+    ap.add_argument("--passes", type=int, default=3, help="build: alternated passes of each kind")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="build: worker processes")
     ap.add_argument("--size", type=int, default=64, help="stored image size of the bench file")
     ap.add_argument("--limit", type=int, default=2048, help="images used (fit --limit)")
     ap.add_argument("--epochs", type=int, default=3)
@@ -99,7 +178,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=1800, help="seconds before a hung worker fails the bench")
     args = ap.parse_args()
     print(machine())
-    if args.part == "fit":
+    if args.part in ("build", "all"):
+        part_build(args)
+    if args.part in ("fit", "all"):
         part_fit(args)
 
 
