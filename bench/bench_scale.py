@@ -82,8 +82,7 @@ def fit_workers(data: Path, n_workers: int, args) -> dict:
 
 
 def _timed_build(images: Path, labels: Path | None, out: Path, **extra) -> float:
-    from galaxyprep import build_galaxy_file
-    from galaxyprep.build import BuildConfig
+    from galaxyprep import BuildConfig, build_galaxy_file
 
     t0 = time.perf_counter()
     build_galaxy_file(BuildConfig(images=images, labels=labels, out=out, overwrite=True, **extra))
