@@ -70,35 +70,41 @@ struct area {
     const float *y_weights;       /* (sy, ty) */
     const float *x_weights;       /* (tx, m_out) */
     const int64_t *x_runs;        /* (nruns, 3): m_start, m_end, offset into the flattened input row */
+    float *line;                  /* scratch: one window row as float32 */
+    int line_len;                 /* its length, w * 3 */
 };
 
-/* The two resample loops are compiled twice, for AVX2 and for the baseline (SSE2), and the loader picks one
- * (GCC's target_clones): the SSE2 code of the vertical pass has no 32-bit multiply and took three times as
- * long. Either gives the same bits: IEEE float32 operations, no contraction. */
+/* The two resample loops are compiled for AVX-512 (x86-64-v4), AVX2 and the baseline (SSE2), and the loader
+ * picks one (GCC's target_clones): the SSE2 code of the vertical pass has no 32-bit multiply and took three
+ * times as long. All give the same bits: IEEE float32 operations, no contraction. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(CROPDECODE_BASELINE)
 #define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define VECTOR_CLONES
 #endif
 
-/* One decoded row into its float32 row of horizontal taps: _resample_one's first loop. */
+/* One decoded row into its float32 row of horizontal taps: _resample_one's first loop. The row is converted
+ * to float32 once (a->line, w * 3 floats; exact) rather than once per tap. */
 VECTOR_CLONES static void horizontal(const struct area *a, const unsigned char *restrict line,
                                      float *restrict row)
 {
     /* Indices are ptrdiff_t, not int: Python's -fwrapv makes int arithmetic wrap, and GCC then cannot vectorize. */
-    const ptrdiff_t m_out = a->m_out, tx = a->tx;
+    const ptrdiff_t m_out = a->m_out, tx = a->tx, n_in = a->line_len;
+    float *restrict f = a->line;
+    for (ptrdiff_t m = 0; m < n_in; m++)
+        f[m] = (float)line[m];
     for (int r = 0; r < a->nruns; r++) {
         const ptrdiff_t m0 = (ptrdiff_t)a->x_runs[3 * r], m1 = (ptrdiff_t)a->x_runs[3 * r + 1];
-        const unsigned char *restrict s = line + a->x_runs[3 * r + 2];
+        const float *restrict s = f + a->x_runs[3 * r + 2];
         if (tx == 2) {
             const float *restrict w0 = a->x_weights, *restrict w1 = a->x_weights + m_out;
             for (ptrdiff_t m = m0; m < m1; m++)
-                row[m] = w0[m] * (float)s[m] + w1[m] * (float)s[m + 3];
+                row[m] = w0[m] * s[m] + w1[m] * s[m + 3];
         } else {
             for (ptrdiff_t m = m0; m < m1; m++) {
                 float acc = 0.0f;
                 for (ptrdiff_t k = 0; k < tx; k++)
-                    acc += a->x_weights[k * m_out + m] * (float)s[m + 3 * k];
+                    acc += a->x_weights[k * m_out + m] * s[m + 3 * k];
                 row[m] = acc;
             }
         }
@@ -388,7 +394,7 @@ static PyObject *decode_resample(PyObject *self, PyObject *args)
     seq = held;
     items = PySequence_Fast_ITEMS(seq);
     unsigned char *status = (unsigned char *)calloc((size_t)n + 1, 1);
-    float *taps = (float *)malloc(sizeof(float) * (size_t)(a.h_hi - a.h_lo) * (size_t)m_out);
+    float *taps = (float *)malloc(sizeof(float) * ((size_t)(a.h_hi - a.h_lo) * (size_t)m_out + (size_t)w * 3));
     int32_t *counts = (int32_t *)malloc(sizeof(int32_t) * 2 * (size_t)m_out);
     if (status == NULL || taps == NULL || counts == NULL) {
         free(status);
@@ -397,6 +403,8 @@ static PyObject *decode_resample(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
+    a.line = taps + (size_t)(a.h_hi - a.h_lo) * (size_t)m_out;
+    a.line_len = w * 3;
     unsigned char *out = (unsigned char *)views[4].buf;
     double *sums = (double *)views[5].buf;
     Py_BEGIN_ALLOW_THREADS
