@@ -62,7 +62,8 @@ class DecodePool:
             self._maps = [mmap.mmap(-1, int(np.prod(shape))), mmap.mmap(-1, n_slots * batch_size * 6 * 8)]
             self.images = np.frombuffer(self._maps[0], np.uint8).reshape(shape)
             self.sums = np.frombuffer(self._maps[1], np.float64).reshape(n_slots, batch_size, 6)
-            _warm_kernel(plan)  # compile or load once here, not in every child
+            if not fused_available(plan):  # compile or load once here, not in every child
+                _warm_kernel(plan)  # (0.3 s of a fresh process: not when the block call resamples)
             self._task_images = PROCESS_TASK_IMAGES
             self._pool: Executor = ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("fork"),
