@@ -1,15 +1,18 @@
 """Where a build decodes: forked worker processes writing into shared memory, or threads.
 
-Decoding plus resampling is a little Python glue around two GIL-free C and
-numba calls, and the glue serialises on the GIL: two decode threads ran
-1.82x one thread where bare decoding runs 1.98x (bench/RESULTS.md). Forked
-worker processes have a GIL each. They decode and resample straight into
-batch slots of an anonymous shared mapping that the parent writes to HDF5,
-so only a few GalaxyIDs and error messages cross a pipe. Fork, not spawn:
-a child starts in milliseconds and inherits the image index and the
-compiled kernel. The children run only serial kernels, so numba's OpenMP
-layer (which aborts a child forked after a parallel region) is safe.
-Threads remain where fork is not the platform's way (macOS, Windows).
+Without the window decoder, decoding plus resampling is a little Python
+glue around two GIL-free C and numba calls per image, and the glue
+serialises on the GIL: two decode threads ran 1.82x one thread where bare
+decoding runs 1.98x (bench/RESULTS.md). With it, a block of images is read
+in Python and then decoded and resampled in one GIL-free C call
+(`decode.decode_resample_block`). Forked worker processes have a GIL each.
+They decode and resample straight into batch slots of an anonymous shared
+mapping that the parent writes to HDF5, so only a few GalaxyIDs and error
+messages cross a pipe. Fork, not spawn: a child starts in milliseconds and
+inherits the image index and the compiled kernel. The children run only
+serial kernels, so numba's OpenMP layer (which aborts a child forked after
+a parallel region) is safe. Threads remain where fork is not the
+platform's way (macOS, Windows).
 """
 
 from __future__ import annotations
