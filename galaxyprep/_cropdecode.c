@@ -314,7 +314,7 @@ static int check_area(struct area *a, int h, int w, Py_ssize_t sy, Py_ssize_t ty
         return -1;
     int64_t prev = 0;
     for (Py_ssize_t i = 0; i < sy; i++) {
-        if (a->y_first[i] < prev || a->y_first[i] + ty > h)
+        if (a->y_first[i] < prev || a->y_first[i] > h - ty) /* no int64 overflow for any y_first */
             return -1;
         prev = a->y_first[i];
     }
