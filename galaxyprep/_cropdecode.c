@@ -76,8 +76,9 @@ struct area {
 
 /* The two resample loops are compiled for AVX-512 (x86-64-v4), AVX2 and the baseline (SSE2), and the loader
  * picks one (GCC's target_clones): the SSE2 code of the vertical pass has no 32-bit multiply and took three
- * times as long. All give the same bits: IEEE float32 operations, no contraction. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(CROPDECODE_BASELINE)
+ * times as long. All give the same bits: IEEE float32 operations, no contraction. Only with glibc, whose
+ * loader resolves the clones (ifunc); elsewhere the baseline code alone. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(CROPDECODE_BASELINE)
 #define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define VECTOR_CLONES
