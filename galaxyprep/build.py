@@ -1,9 +1,9 @@
 """`galaxyprep build`: JPEGs + labels -> one chunked HDF5 file.
 
-A pool of worker processes (`decode_pool`) decodes (simplejpeg) and runs the
-numba crop/resample/statistics kernel on each few images while they are still
-in the core's cache, a few batches ahead of the HDF5 writes in the main
-process. Shared batch slots turn in rotation: memory stays flat whatever
+A pool of worker processes (`decode_pool`) decodes (the centre window with
+the C extension, or whole frames with simplejpeg) and crops, resamples and
+measures each few images while they are still in the core's cache, a few
+batches ahead of the HDF5 writes in the main process. Shared batch slots turn in rotation: memory stays flat whatever
 the number of images, and the cores stay busy.
 """
 

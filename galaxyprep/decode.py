@@ -34,6 +34,11 @@ WINDOW_MARGIN = 2
 def window_decoder_available() -> bool:
     return _cropdecode is not None
 
+
+def fused_available(plan: DecodePlan) -> bool:
+    """Whether `decode_resample_block` can do this plan's images (window decoding with the extension)."""
+    return plan.window is not None and _cropdecode is not None and hasattr(_cropdecode, "decode_resample")
+
 _MAGIC = {
     b"\x89PNG": "a PNG image",
     b"GIF8": "a GIF image",
@@ -165,6 +170,23 @@ def decode_into(data: bytes, plan: DecodePlan, out: np.ndarray) -> None:
                                buffer=out, strict=True)
     except ValueError as exc:
         raise DecodeError(f"corrupt or truncated JPEG ({_short(exc)})") from None
+
+
+def decode_resample_block(datas: list, plan: DecodePlan, out: np.ndarray, sums: np.ndarray) -> list[int]:
+    """Decode and resample a block of JPEGs in one C call, without the GIL; return the indices it did not do.
+
+    datas[i] (bytes, or None for an image that could not be read) goes to
+    out[i] (uint8, (size, size * 3)) and sums[i]: the same bits as
+    `decode_into` followed by `kernels.resample_area_serial`. Only plain
+    JPEGs of the planned size, decoded without a single libjpeg warning, are
+    done here; for any other index the caller takes the long way
+    (`decode_into`), which refuses it with the usual one-line problem or, for
+    an unusual but valid header, decodes it. Their rows are left untouched.
+    """
+    rp = plan.resample
+    return _cropdecode.decode_resample(datas, plan.height, plan.width, plan.scale_num, plan.scaled_height,
+                                       plan.scaled_width, *plan.window, rp.y_first, rp.y_weights, rp.x_weights,
+                                       rp.x_runs, out, sums)
 
 
 def probe_size(data: bytes) -> tuple[int, int]:

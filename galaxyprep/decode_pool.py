@@ -1,15 +1,18 @@
 """Where a build decodes: forked worker processes writing into shared memory, or threads.
 
-Decoding plus resampling is a little Python glue around two GIL-free C and
-numba calls, and the glue serialises on the GIL: two decode threads ran
-1.82x one thread where bare decoding runs 1.98x (bench/RESULTS.md). Forked
-worker processes have a GIL each. They decode and resample straight into
-batch slots of an anonymous shared mapping that the parent writes to HDF5,
-so only a few GalaxyIDs and error messages cross a pipe. Fork, not spawn:
-a child starts in milliseconds and inherits the image index and the
-compiled kernel. The children run only serial kernels, so numba's OpenMP
-layer (which aborts a child forked after a parallel region) is safe.
-Threads remain where fork is not the platform's way (macOS, Windows).
+Without the window decoder, decoding plus resampling is a little Python
+glue around two GIL-free C and numba calls per image, and the glue
+serialises on the GIL: two decode threads ran 1.82x one thread where bare
+decoding runs 1.98x (bench/RESULTS.md). With it, a block of images is read
+in Python and then decoded and resampled in one GIL-free C call
+(`decode.decode_resample_block`). Forked worker processes have a GIL each.
+They decode and resample straight into batch slots of an anonymous shared
+mapping that the parent writes to HDF5, so only a few GalaxyIDs and error
+messages cross a pipe. Fork, not spawn: a child starts in milliseconds and
+inherits the image index and the compiled kernel. The children run only
+serial kernels, so numba's OpenMP layer (which aborts a child forked after
+a parallel region) is safe. Threads remain where fork is not the
+platform's way (macOS, Windows).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 
 import numpy as np
 
-from .decode import DecodeError, DecodePlan, decode_into
+from .decode import DecodeError, DecodePlan, decode_into, decode_resample_block, fused_available
 from .kernels import resample_area_serial
 from .sources import ImageSource
 
@@ -62,7 +65,8 @@ class DecodePool:
             self._maps = [mmap.mmap(-1, int(np.prod(shape))), mmap.mmap(-1, n_slots * batch_size * 6 * 8)]
             self.images = np.frombuffer(self._maps[0], np.uint8).reshape(shape)
             self.sums = np.frombuffer(self._maps[1], np.float64).reshape(n_slots, batch_size, 6)
-            _warm_kernel(plan)  # compile or load once here, not in every child
+            if not fused_available(plan):  # compile or load once here, not in every child
+                _warm_kernel(plan)  # (0.3 s of a fresh process: not when the block call resamples)
             self._task_images = PROCESS_TASK_IMAGES
             self._pool: Executor = ProcessPoolExecutor(
                 workers, mp_context=multiprocessing.get_context("fork"),
@@ -115,9 +119,13 @@ def decode_resample(source: ImageSource, ids: np.ndarray, plan: DecodePlan, buf:
                     out: np.ndarray, sums: np.ndarray, offset: int = 0) -> list[tuple[int, str]]:
     """Decode `ids` block by block into `buf` and resample into `out`/`sums`; return the failures.
 
-    A failure is (offset + its index in `ids`, problem); its rows of `out`
-    and `sums` are left as they were.
+    A failure is (offset + its index in `ids`, problem), in index order; its
+    rows of `out` and `sums` are left as they were. With the window decoder
+    a block is read here and decoded and resampled in one C call
+    (`decode_resample_block`); images it declines take the per-image path.
     """
+    if fused_available(plan):
+        return _decode_resample_fused(source, ids, plan, buf, out, sums, offset)
     errors: list[tuple[int, str]] = []
     rp = plan.resample
     block = buf.shape[0]
@@ -131,7 +139,7 @@ def decode_resample(source: ImageSource, ids: np.ndarray, plan: DecodePlan, buf:
             except DecodeError as exc:
                 errors.append((offset + j, str(exc)))
             except OSError as exc:
-                errors.append((offset + j, f"cannot read ({exc.strerror or exc})"))
+                errors.append((offset + j, _read_problem(exc)))
         if not good:
             continue
         n = len(good)
@@ -144,6 +152,39 @@ def decode_resample(source: ImageSource, ids: np.ndarray, plan: DecodePlan, buf:
             resample_area_serial(buf[:n], rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs, tmp_out, tmp_sums)
             out[good], sums[good] = tmp_out, tmp_sums
     return errors
+
+
+def _decode_resample_fused(source: ImageSource, ids: np.ndarray, plan: DecodePlan, buf: np.ndarray,
+                           out: np.ndarray, sums: np.ndarray, offset: int) -> list[tuple[int, str]]:
+    """`decode_resample` with one C call per block: ~3 us of Python per image instead of ~12 (bench/RESULTS.md)."""
+    errors: list[tuple[int, str]] = []
+    block = buf.shape[0]
+    read = source.read
+    for b0 in range(0, len(ids), block):
+        b1 = min(b0 + block, len(ids))
+        datas: list = []
+        for j in range(b0, b1):
+            try:
+                datas.append(read(int(ids[j])))
+            except OSError as exc:
+                errors.append((offset + j, _read_problem(exc)))
+                datas.append(None)
+        for k in decode_resample_block(datas, plan, out[b0:b1], sums[b0:b1]):
+            j = b0 + k
+            try:  # the long way: the same one-line problem as without the C path, or an unusual valid header
+                decode_into(datas[k], plan, buf[0].reshape(plan.buffer_shape))
+            except DecodeError as exc:
+                errors.append((offset + j, str(exc)))
+                continue
+            rp = plan.resample
+            resample_area_serial(buf[:1], rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs, out[j:j + 1],
+                                 sums[j:j + 1])
+    errors.sort()
+    return errors
+
+
+def _read_problem(exc: OSError) -> str:
+    return f"cannot read ({exc.strerror or exc})"
 
 
 def block_buffer(plan: DecodePlan) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import threading
 import zipfile
 import zlib
@@ -37,6 +38,9 @@ class Problem:
 
 #: Open zip handles of this process, per thread: {path: ZipFile}. Reset in a forked child.
 _zip_handles = threading.local()
+
+#: <GalaxyID>.jpg or .jpeg, the suffix in any case; ASCII digits only (str.isdigit takes others too).
+_IMAGE_NAME = re.compile(r"([0-9]+)\.(?:[jJ][pP][gG]|[jJ][pP][eE][gG])")
 
 
 class ImageSource:
@@ -70,22 +74,28 @@ class ImageSource:
             raise InputError(self.path, f"no <GalaxyID>.jpg images found in this {self.kind}")
 
     def _index(self, names: list[str]) -> None:
-        seen: dict[int, list[str]] = {}
-        # String operations, not PurePosixPath: 46,928 paths took 0.2 s that way, a few percent of a build.
+        # One regular expression per name, not PurePosixPath (46,928 paths took 0.2 s that way) nor a
+        # chain of string tests (88 ms): the index is built before any worker starts, on one core.
+        ids = self.ids
+        dupes: dict[int, list[str]] = {}
+        match = _IMAGE_NAME.fullmatch
+        ignored = 0
         for name in sorted(names):
             folder, _, base = name.rpartition("/")
-            stem, dot, suffix = base.rpartition(".")
-            if base.startswith(".") or "__MACOSX" in folder.split("/"):
-                self.ignored += 1
+            m = match(base)
+            if m is None or (folder and "__MACOSX" in folder.split("/")):
+                ignored += 1
                 continue
-            if not dot or suffix.lower() not in ("jpg", "jpeg") or not (stem.isdigit() and stem.isascii()):
-                self.ignored += 1
-                continue
-            seen.setdefault(int(stem), []).append(name)
-        for gid, found in seen.items():
-            if len(found) == 1:
-                self.ids[gid] = found[0]
+            gid = int(m[1])
+            if gid in ids:
+                dupes.setdefault(gid, [ids[gid]]).append(name)
             else:
+                ids[gid] = name
+        self.ignored += ignored
+        if dupes:
+            for gid in [g for g in ids if g in dupes]:  # in the order of their first copies
+                found = dupes[gid]
+                del ids[gid]
                 self.problems.append(Problem(self.describe(found[0]),
                                              f"duplicate GalaxyID {gid}, also in {', '.join(found[1:])}; all copies left out"))
 
@@ -158,8 +168,11 @@ def _walk_folder(root: Path, problems: list[Problem]) -> list[str]:
                                                             "its images are left out"))
 
     for dirpath, _, files in os.walk(root, onerror=unreadable):
-        rel = Path(dirpath).relative_to(root)
-        names.extend(str(rel / f) if str(rel) != "." else f for f in files)
+        rel = str(Path(dirpath).relative_to(root))
+        if rel == ".":
+            names.extend(files)
+        else:
+            names.extend(os.path.join(rel, f) for f in files)
     return names
 
 

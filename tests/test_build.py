@@ -180,6 +180,21 @@ def test_interrupted_build_leaves_no_output_and_resumes(good, tmp_path, monkeypa
         assert "rows_done" not in f.attrs
 
 
+def _lock_held(target: Path) -> bool:
+    import fcntl
+
+    from galaxyprep.outputs import lock_path
+
+    fd = os.open(lock_path(target), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing the descriptor drops the lock it took
+
+
 def _processes_mentioning(token: str) -> list[int]:
     pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -217,8 +232,9 @@ b.build(b.BuildConfig(images=Path({str(good["folder"])!r}), labels=Path({str(goo
         proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=fh, timeout=120)
     assert proc.returncode == -signal.SIGKILL, err.read_text()
     deadline = time.time() + 10
-    while _processes_mentioning(str(out)) and time.time() < deadline:
-        time.sleep(0.1)
+    # A worker's /proc cmdline empties when its memory goes, a few ms before its files (the inherited lock) close.
+    while (_processes_mentioning(str(out)) or _lock_held(out)) and time.time() < deadline:
+        time.sleep(0.01)
     orphans = _processes_mentioning(str(out))
     for pid in orphans:
         os.kill(pid, signal.SIGKILL)

@@ -140,3 +140,87 @@ def test_errors_and_bad_arguments_are_exceptions():
         _cropdecode.decode_window(b"\xff\xd8", 4, 212, 212, 210, 0, 10, 10, out)
     with pytest.raises(ValueError, match="C-contiguous"):
         _cropdecode.decode_window(b"\xff\xd8", 4, 212, 212, 0, 0, 20, 20, out)
+
+
+class _Mutants:
+    """An ImageSource stand-in: GalaxyID k -> datas[k]; None raises OSError, as an unreadable file does."""
+
+    def __init__(self, datas):
+        self.datas = datas
+
+    def read(self, gid):
+        if self.datas[gid] is None:
+            raise OSError(13, "Permission denied")
+        return self.datas[gid]
+
+
+def _both_paths(monkeypatch, datas, plan):
+    from galaxyprep import decode_pool
+
+    ids = np.arange(len(datas), dtype=np.int64)
+    results = []
+    for fused in (True, False):
+        monkeypatch.setattr(decode_pool, "fused_available", lambda p, fused=fused: fused)
+        out = np.full((len(datas), plan.size, plan.size * 3), 7, np.uint8)
+        sums = np.full((len(datas), 6), -1.0)
+        buf = decode_pool._block_buffer(plan)
+        errors = decode_pool.decode_resample(_Mutants(datas), ids, plan, buf, out, sums, offset=1000)
+        results.append((errors, out, sums))
+    return results
+
+
+def test_the_block_call_gives_the_per_image_paths_bits_and_problems(jpegs, monkeypatch):
+    """decode_resample's one C call per block (decode + resample in C) against decode_into + the numba kernel,
+    over real images, mutants, unreadable files and headers the C path declines."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from fuzz_jpeg import mutate
+    finally:
+        sys.path.pop(0)
+    rng = np.random.default_rng(13)
+    frame = simplejpeg.decode_jpeg(jpegs[0], colorspace="RGB")
+    odd = [simplejpeg.encode_jpeg(np.ascontiguousarray(frame[:, :, :1]), colorsubsampling="Gray", colorspace="GRAY"),
+           simplejpeg.encode_jpeg(frame, colorsubsampling="444"),  # decoded in C: a standard subsampling
+           simplejpeg.encode_jpeg(frame, colorsubsampling="422"),
+           simplejpeg.encode_jpeg(frame, colorspace="RGB", quality=90),
+           simplejpeg.encode_jpeg(np.ascontiguousarray(frame[:400]), colorsubsampling="420"),  # the wrong size
+           b"\x89PNG\r\n\x1a\n" + b"\0" * 100, b"", None]
+    datas = list(jpegs[:40]) + [mutate(jpegs[k % len(jpegs)], rng, jpegs) for k in range(600)] + odd
+    order = rng.permutation(len(datas))
+    datas = [datas[k] for k in order]
+    for crop, size in ((200, 96), (207, 69)):
+        plan = make_plan(424, 424, crop, size, window=True)
+        (f_err, f_out, f_sums), (s_err, s_out, s_sums) = _both_paths(monkeypatch, datas, plan)
+        assert f_err == s_err
+        assert len(s_err) > 200 and any("greyscale" in m for _, m in s_err) and any("cannot read" in m for _, m in s_err)
+        np.testing.assert_array_equal(f_out, s_out)  # failed rows untouched by both
+        np.testing.assert_array_equal(f_sums, s_sums)
+
+
+def test_the_block_call_refuses_bad_arguments():
+    from galaxyprep import _cropdecode
+
+    plan = make_plan(424, 424, 200, 96, window=True)
+    rp = plan.resample
+    out, sums = np.empty((2, 96, 288), np.uint8), np.empty((2, 6))
+    args = (424, 424, plan.scale_num, plan.scaled_height, plan.scaled_width) + plan.window
+    assert _cropdecode.decode_resample([b"junk", None], *args, rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs,
+                                       out, sums) == [0]
+    with pytest.raises(ValueError, match="geometry"):
+        runs = rp.x_runs.copy()
+        runs[-1, 2] += 30  # reads past the window's right edge
+        _cropdecode.decode_resample([], *args, rp.y_first, rp.y_weights, rp.x_weights, runs, out, sums)
+    with pytest.raises(ValueError, match="geometry"):
+        _cropdecode.decode_resample([], *args, rp.y_first + 10, rp.y_weights, rp.x_weights, rp.x_runs, out, sums)
+    with pytest.raises(ValueError, match="y_weights"):
+        _cropdecode.decode_resample([], *args, rp.y_first, rp.y_weights.astype(np.float64), rp.x_weights,
+                                    rp.x_runs, out, sums)
+    with pytest.raises(ValueError, match="out must be"):
+        _cropdecode.decode_resample([b"", b"", b""], *args, rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs,
+                                    out, sums)
+    with pytest.raises(TypeError):
+        _cropdecode.decode_resample(["not bytes"], *args, rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs,
+                                    out, sums)
+    read_only = np.frombuffer(bytes(out.nbytes), np.uint8).reshape(out.shape)
+    with pytest.raises((ValueError, BufferError)):
+        _cropdecode.decode_resample([], *args, rp.y_first, rp.y_weights, rp.x_weights, rp.x_runs, read_only, sums)
