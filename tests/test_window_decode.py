@@ -163,7 +163,7 @@ def _both_paths(monkeypatch, datas, plan):
         monkeypatch.setattr(decode_pool, "fused_available", lambda p, fused=fused: fused)
         out = np.full((len(datas), plan.size, plan.size * 3), 7, np.uint8)
         sums = np.full((len(datas), 6), -1.0)
-        buf = decode_pool._block_buffer(plan)
+        buf = decode_pool.block_buffer(plan)
         errors = decode_pool.decode_resample(_Mutants(datas), ids, plan, buf, out, sums, offset=1000)
         results.append((errors, out, sums))
     return results
