@@ -15,6 +15,7 @@ import json
 import os
 import time
 from collections import Counter, deque
+from contextlib import ExitStack
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -162,23 +163,27 @@ def _build(config: BuildConfig, progress: Callable[[int, int], None] | None,
            report: Callable[[str], None] | None) -> BuildSummary:
     t0 = time.perf_counter()
     say = report or (lambda line: None)
-    source = ImageSource(config.images)
-    summary = BuildSummary(out=Path(config.out), n_written=0, ignored_files=source.ignored)
-    ids, labels, problems = _select(source, config, summary, say)
-    plan = _plan_from_sample(source, ids, config)
-    summary.plan = plan.describe()
-    summary.decoder = _decoder_name(plan, config.dct_scaling)
-    try:
-        if config.scheduler is not None:
-            from .cluster_build import build_on_cluster
+    with ExitStack() as stack:
+        session = None
+        if config.scheduler is not None:  # connects while the inputs are indexed
+            from .cluster_build import ClusterSession, build_on_cluster
 
-            build_on_cluster(source, ids, labels, plan, problems, config, summary, say, progress)
-        else:
-            _write_file(source, ids, labels, plan, problems, config, summary, say, progress)
-    except OSError as exc:  # creating, filling or committing the file
-        if exc.errno not in _WRITE_ERRNOS:
-            raise
-        raise InputError(config.out, f"cannot write: {exc.strerror}; nothing written") from None
+            session = stack.enter_context(ClusterSession(config))
+        source = ImageSource(config.images)
+        summary = BuildSummary(out=Path(config.out), n_written=0, ignored_files=source.ignored)
+        ids, labels, problems = _select(source, config, summary, say)
+        plan = _plan_from_sample(source, ids, config)
+        summary.plan = plan.describe()
+        summary.decoder = _decoder_name(plan, config.dct_scaling)
+        try:
+            if session is not None:
+                build_on_cluster(session, source, ids, labels, plan, problems, config, summary, say, progress)
+            else:
+                _write_file(source, ids, labels, plan, problems, config, summary, say, progress)
+        except OSError as exc:  # creating, filling or committing the file
+            if exc.errno not in _WRITE_ERRNOS:
+                raise
+            raise InputError(config.out, f"cannot write: {exc.strerror}; nothing written") from None
     summary.seconds = time.perf_counter() - t0
     return summary
 
