@@ -96,18 +96,24 @@ def build_shard(task: ShardTask) -> ShardResult:
     buf = block_buffer(plan)
     bad: list[Problem] = []
     compression = task.compression
+    batch = min(task.batch_size, len(task.ids))
+    images_buf = np.empty((batch, size, size * 3), np.uint8)  # once a task: fresh pages cost faults
+    sums_buf = np.empty((batch, 6), np.float64)
     with GalaxyFileWriter(mine, size, len(task.ids), task.labels is not None, task.chunk_images, compression,
                           4 if compression == "gzip" else None, direct_io=task.direct_io) as writer:
-        for lo in range(0, len(task.ids), task.batch_size):
-            ids = task.ids[lo: lo + task.batch_size]
-            images = np.empty((len(ids), size, size * 3), np.uint8)
-            sums = np.empty((len(ids), 6), np.float64)
-            ok = np.ones(len(ids), dtype=bool)
-            for i, message in decode_resample(task.source, ids, plan, buf, images, sums):
-                ok[i] = False
-                bad.append(Problem(task.source.describe(task.source.ids[int(ids[i])]), message))
-            labels = None if task.labels is None else task.labels[lo: lo + len(ids)][ok]
-            writer.append(images[ok].reshape(-1, size, size, 3), ids[ok], labels, sums[ok])
+        for lo in range(0, len(task.ids), batch):
+            ids = task.ids[lo: lo + batch]
+            images, sums = images_buf[: len(ids)], sums_buf[: len(ids)]
+            labels = None if task.labels is None else task.labels[lo: lo + len(ids)]
+            errors = decode_resample(task.source, ids, plan, buf, images, sums)
+            if errors:  # the usual case has none, and writes the buffers as they are
+                ok = np.ones(len(ids), dtype=bool)
+                for i, message in errors:
+                    ok[i] = False
+                    bad.append(Problem(task.source.describe(task.source.ids[int(ids[i])]), message))
+                images, sums, ids = images[ok], sums[ok], ids[ok]
+                labels = None if labels is None else labels[ok]
+            writer.append(images.reshape(-1, size, size, 3), ids, labels, sums)
         writer.commit({**task.record, "skipped": [asdict(p) for p in bad]}, shard_key=task.key)
     os.replace(writer.out, out)
     return ShardResult(task.index, writer.n, bad)
