@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .errors import InputError
 from .galaxy_file import GalaxyFile, GalaxyFileWriter, write_consolidated_galaxy_file, write_virtual_galaxy_file
 from .sources import ImageSource, Labels, Problem
 from .version import __version__
+
+if TYPE_CHECKING:  # build imports this module
+    from .build import BuildConfig, BuildSummary
 
 #: A shard per this many images at least, and at most (a few hundred shards for any Galaxy Zoo set).
 SHARD_IMAGES_MIN, SHARD_IMAGES_MAX = 1024, 65536
@@ -142,8 +145,8 @@ def _worker_check(parts: str, images: str, version: str) -> str:
 
 
 def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarray, labels: Labels | None,
-                     plan: DecodePlan, problems: list[Problem], config, summary, say: Callable[[str], None],
-                     progress: Callable[[int, int], None] | None) -> None:
+                     plan: DecodePlan, problems: list[Problem], config: BuildConfig, summary: BuildSummary,
+                     say: Callable[[str], None], progress: Callable[[int, int], None] | None) -> None:
     """Build OUT from shards decoded on a Dask cluster; fills in `summary` as a plain build does."""
     from .build import build_key, default_chunk_images, file_attrs
 
@@ -155,12 +158,11 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     compression = None if config.compression == "none" else config.compression
     base_key = build_key(config, ids)
     attrs = file_attrs(config, summary, [])
-    whole = source.subset([])  # absolute paths: a worker's working folder is not ours
     tasks = []
     for index, lo in enumerate(range(0, len(ids), shard)):
         part_ids = ids[lo: lo + shard]
         y = None if labels is None else np.stack([labels.values[int(g)] for g in part_ids])
-        key = hashlib.sha256(f"{base_key}|{index}|{part_ids.tobytes().hex()}".encode()).hexdigest()[:32]
+        key = hashlib.sha256(f"{base_key}|{index}|".encode() + part_ids.tobytes()).hexdigest()[:32]
         tasks.append(ShardTask(index, source.subset(part_ids), part_ids, y, plan, str(parts / _PART.format(index)),
                                key, attrs, chunk, compression, config.batch_size, config.direct_io))
     results: dict[int, ShardResult] = {}
@@ -175,7 +177,7 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     if progress:
         progress(done_ids, total)
     client = session.client()
-    _check_workers(client, parts, whole._root)
+    _check_workers(client, parts, os.path.abspath(config.images))  # a worker's working folder is not ours
     try:
         _run(client, todo, results, config.on_error, say, lambda n: progress and progress(n, total), done_ids)
     except InputError:
@@ -241,7 +243,7 @@ class ClusterSession:
     (0.45 s for the 5,866 real ones), which a build does first anyway.
     """
 
-    def __init__(self, config):
+    def __init__(self, config: BuildConfig):
         self._config = config
         self._stack = ExitStack()
         # Dask's configuration is one global dict, read by the cluster's own threads: set here before

@@ -85,15 +85,7 @@ def fit(config: FitConfig, log: Log = print) -> FitResult:
 def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: TrainingData, log: Log) -> FitResult:
     size = input_size(config, f.size)
     initial_epoch = int(state["epochs_done"])
-    # Weights and dropout follow the seed. A resumed run gets its dropout generators' states
-    # back from state.json (Keras does not save them), so it continues exactly.
-    keras.utils.set_random_seed(config.seed)
-    model = load_model(run.last) if initial_epoch > 0 else build_model(config, size)
-    if initial_epoch > 0 and not restore_seed_generator_states(model, state.get("seed_generators")):
-        log("note: this run's state.json has no dropout generator states (written by an older version): "
-            "the resumed epochs draw other dropout masks than an uninterrupted run would")
-    data.record["model"] = {"name": config.model, "head": config.head, "params": int(model.count_params()),
-                            "input_shape": [size, size, 3]}
+    model = _start_model(config, size, state, run.last, data, log)
     _log_start(config, data, model, size, initial_epoch, run, log)
     if initial_epoch >= config.epochs:
         log(f"{run.path} already has {initial_epoch} epochs (asked for {config.epochs}): nothing to do")
@@ -182,15 +174,8 @@ def _train_distributed(config: FitConfig, f: GalaxyFile, run: RunDir, state: dic
     replicas = int(strategy.num_replicas_in_sync)
     global_batch = config.batch_size * replicas
     initial_epoch = int(state["epochs_done"])
-    keras.utils.set_random_seed(config.seed)
-    last = RunDir(config.out).last  # every worker resumes from the chief's
-    with strategy.scope():
-        model = load_model(last) if initial_epoch > 0 else build_model(config, size)
-    if initial_epoch > 0 and not restore_seed_generator_states(model, state.get("seed_generators")):
-        log("note: this run's state.json has no dropout generator states (written by an older version): "
-            "the resumed epochs draw other dropout masks than an uninterrupted run would")
-    data.record["model"] = {"name": config.model, "head": config.head, "params": int(model.count_params()),
-                            "input_shape": [size, size, 3]}
+    # every worker resumes from the chief's last.keras
+    model = _start_model(config, size, state, RunDir(config.out).last, data, log, strategy.scope())
     _log_start(config, data, model, size, initial_epoch, run, log)
     n_train = len(data.train_rows)
     log(f"{role.describe()}; " + ("writes the run directory" if role.is_chief else
@@ -250,6 +235,26 @@ def _train_distributed(config: FitConfig, f: GalaxyFile, run: RunDir, state: dic
                 ds.close()
         record.write(f"{role.task_type}{role.index}")
     return _result(run, state, initial_epoch, data.baseline, distribute.weights_fingerprint(model))
+
+
+def _start_model(config: FitConfig, size: int, state: dict, last: Path, data: TrainingData, log: Log,
+                 scope=None) -> keras.Model:
+    """The model a run starts from (built or loaded within `scope`), noted in the data record.
+
+    Weights and dropout follow the seed. A resumed run gets its dropout
+    generators' states back from state.json (Keras does not save them), so
+    it continues exactly.
+    """
+    initial_epoch = int(state["epochs_done"])
+    keras.utils.set_random_seed(config.seed)
+    with scope or nullcontext():
+        model = load_model(last) if initial_epoch > 0 else build_model(config, size)
+    if initial_epoch > 0 and not restore_seed_generator_states(model, state.get("seed_generators")):
+        log("note: this run's state.json has no dropout generator states (written by an older version): "
+            "the resumed epochs draw other dropout masks than an uninterrupted run would")
+    data.record["model"] = {"name": config.model, "head": config.head, "params": int(model.count_params()),
+                            "input_shape": [size, size, 3]}
+    return model
 
 
 def _datasets(config: FitConfig, f: GalaxyFile, data: TrainingData,
