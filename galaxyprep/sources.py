@@ -224,7 +224,9 @@ def _labels_header(reader, shown: str) -> tuple[list[str], list[int]]:
     except StopIteration:
         raise InputError(shown, "empty labels file") from None
     header = [h.strip().lstrip("\ufeff") for h in header]
-    if not header or header[0] != "GalaxyID":
+    if not header:  # was an IndexError (a traceback) building the message below
+        raise InputError(shown, "the first line is empty; expected the header 'GalaxyID,Class1.1,...'")
+    if header[0] != "GalaxyID":
         raise InputError(shown, f"first column is {header[0]!r} (expected 'GalaxyID'): not a Galaxy Zoo labels CSV")
     missing = [c for c in CLASS_NAMES if c not in header]
     if missing:
@@ -266,7 +268,7 @@ def _read_labels_rows(path: str | Path, text: str | None = None, shown: str | No
     values: dict[int, np.ndarray] = {}
     problems: list[Problem] = []
     duplicated: set[int] = set()
-    for line_no, row in enumerate(reader, start=2):
+    for line_no, row in enumerate(_csv_rows(reader, shown), start=2):
         checked = _label_row(row, len(header), order)
         if checked is None:
             continue
@@ -285,6 +287,14 @@ def _read_labels_rows(path: str | Path, text: str | None = None, shown: str | No
     if not values:
         raise InputError(shown, "no valid label rows")
     return Labels(path, values, problems)
+
+
+def _csv_rows(reader, shown: str):
+    """The reader's rows; its own error (a carriage return inside a line) as one line, not a traceback."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise InputError(shown, f"near line {reader.line_num}: not readable as CSV ({exc})") from None
 
 
 #: Bytes of the labels text handled at a time by the fast reader (about 14,000 Kaggle rows).

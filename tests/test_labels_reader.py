@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import zipfile
 
 import numpy as np
@@ -17,7 +16,7 @@ from galaxyprep.tree import CLASS_NAMES, normalize_tree
 def _outcome(reader, path):
     try:
         labels = reader(path)
-    except (InputError, IndexError, csv.Error) as exc:  # IndexError, csv.Error: the reference's own answers
+    except InputError as exc:
         return ("error", type(exc).__name__, str(exc))
     return ("labels", [(gid, vec.dtype.str, vec.shape, vec.tobytes()) for gid, vec in labels.values.items()],
             [(p.file, p.problem) for p in labels.problems])
@@ -158,12 +157,12 @@ def test_files_the_fast_reader_leaves_to_the_reference(tmp_path):
         _assert_same(_write(tmp_path / f"{name}.csv", rows))
     lone_cr = tmp_path / "lone_cr.csv"
     lone_cr.write_text("GalaxyID," + ",".join(CLASS_NAMES) + "\n" + ",".join(good[0]) + "\r" + ",".join(good[1]) + "\n")
-    assert _assert_same(lone_cr)[1] == "Error"  # csv's, raised by both
+    assert "not readable as CSV" in _assert_same(lone_cr)[2]  # csv's own error, as one line from both
     for name, text in {"empty": "", "blank_first": "\n" + ",".join(good[0]), "wrong_first": "ID,Class1.1\n1,0\n",
                        "missing": "GalaxyID,Class1.1\n1,0\n", "header_only": "GalaxyID," + ",".join(CLASS_NAMES)}.items():
         path = tmp_path / f"{name}.csv"
         path.write_text(text)
-        assert _assert_same(path)[0] == "error"
+        assert _assert_same(path)[0] == "error"  # an InputError, one line (no IndexError any more)
     not_utf8 = tmp_path / "latin1.csv"
     not_utf8.write_bytes(("GalaxyID," + ",".join(CLASS_NAMES) + "\n\xe9").encode("latin-1"))
     assert _assert_same(not_utf8)[0] == "error"
