@@ -238,37 +238,36 @@ def _run(client, todo: list[ShardTask], results: dict[int, ShardResult], on_erro
 class ClusterSession:
     """A Dask client, connected in a background thread while the build indexes its inputs.
 
-    Starting a LocalCluster (0.2 s, forked workers) or reaching a remote
-    scheduler overlaps with listing the images and reading the labels
-    (0.45 s for the 5,866 real ones), which a build does first anyway.
+    Importing Dask (0.45 s) and starting a LocalCluster (0.2 s, forked
+    workers) or reaching a remote scheduler overlap with listing the images,
+    reading the labels and planning the decode, which a build does first
+    anyway.
     """
 
     def __init__(self, config: BuildConfig):
         self._config = config
         self._stack = ExitStack()
-        # Dask's configuration is one global dict, read by the cluster's own threads: set here before
-        # they start and reset when they have stopped (a reset while they ran lost keys under them).
+        # Dask's configuration is one global dict, read by the cluster's own threads: set before they
+        # start and reset when they have stopped (a reset while they ran lost keys under them).
         self._settings = ExitStack()
-        try:  # here, not in the thread: importing distributed loads its defaults into that dict
-            import dask
-            import distributed  # noqa: F401
-        except ImportError:
-            raise InputError("--scheduler", "needs dask.distributed: pip install 'galaxyzoo-toolkit[cluster]'") \
-                from None
-        if config.scheduler == "local":
-            # Forked workers start in milliseconds with galaxyprep already imported, where spawned ones
-            # import Python, numpy and Dask anew (0.8 of 1.4 s for the 5,866 real images); a plain
-            # build's decode pool forks the same way.
-            method = "fork" if processes_available() else "spawn"
-            self._settings.enter_context(dask.config.set({"distributed.worker.multiprocessing-method": method}))
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="dask-connect")
         self._future: Future = self._pool.submit(self._connect)
 
     def _connect(self):
-        from distributed import Client, LocalCluster
-
+        try:  # in this thread: importing distributed takes 0.45 s
+            import dask
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise InputError("--scheduler", "needs dask.distributed: pip install 'galaxyzoo-toolkit[cluster]'") \
+                from None
         config, stack = self._config, self._stack
         if config.scheduler == "local":
+            # Forked workers start in milliseconds with galaxyprep already imported, where spawned ones
+            # import Python, numpy and Dask anew (0.8 of 1.4 s for the 5,866 real images); a plain
+            # build's decode pool forks the same way. Set after the import, which loads distributed's
+            # defaults into the dict: set() deletes on exit the keys that were absent when it began.
+            method = "fork" if processes_available() else "spawn"
+            self._settings.enter_context(dask.config.set({"distributed.worker.multiprocessing-method": method}))
             workers = config.workers or os.cpu_count() or 1
             # ":0": the status page (and HTTP routes, served even without the dashboard) on a free port
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
