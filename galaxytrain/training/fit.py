@@ -58,28 +58,38 @@ def fit(config: FitConfig, log: Log = print) -> FitResult:
     config.check()
     if config.model not in available_models():
         raise InputError(f"--model {config.model}", f"unknown model; available: {', '.join(available_models())}")
-    from ..gpu import configure_gpus
-
     if same_path(config.out, config.data):
         raise InputError(config.out, "is also the command's --data; choose another --out")
     if config.strategy != "none":
         return _fit_distributed(config, log)
     with exclusive_lock(config.out), GalaxyFile(config.data) as f:  # one fit per run directory
-        if config.recipe is not None:
-            info = f.info
-            check_recipe_data(get_recipe(config.recipe), info.crop, info.size, config.data, info.source,
-                              info.labels_source, config.allow_other_build, log)
-        data = prepare_data(config, f)  # the one handle of this process; loader workers open their own
+        data = _checked_data(config, f, log)
         run = RunDir(config.out)
         state = prepare_run_dir(run, config, data.record)
         previous_policy = keras.mixed_precision.global_policy()
         try:
-            gpu = configure_gpus(config.gpu_memory_limit, config.memory_growth, config.mixed_precision, log=log)
-            data.record["gpu"] = {"n_gpus": gpu.n_gpus, "memory_growth": gpu.memory_growth,
-                                  "memory_limit_mib": gpu.memory_limit_mib, "mixed_precision": gpu.mixed_precision}
+            _configure_gpus(config, data, log)
             return _train(config, f, run, state, data, log)
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _checked_data(config: FitConfig, f: GalaxyFile, log: Log) -> TrainingData:
+    """The recipe's data check, then the split and record (`f` is this process's one handle)."""
+    if config.recipe is not None:
+        info = f.info
+        check_recipe_data(get_recipe(config.recipe), info.crop, info.size, config.data, info.source,
+                          info.labels_source, config.allow_other_build, log)
+    return prepare_data(config, f)
+
+
+def _configure_gpus(config: FitConfig, data: TrainingData, log: Log) -> None:
+    """GPU options (before TensorFlow runs any op), noted in the data record."""
+    from ..gpu import configure_gpus
+
+    gpu = configure_gpus(config.gpu_memory_limit, config.memory_growth, config.mixed_precision, log=log)
+    data.record["gpu"] = {"n_gpus": gpu.n_gpus, "memory_growth": gpu.memory_growth,
+                          "memory_limit_mib": gpu.memory_limit_mib, "mixed_precision": gpu.mixed_precision}
 
 
 def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: TrainingData, log: Log) -> FitResult:
@@ -114,16 +124,8 @@ def _fit_distributed(config: FitConfig, log: Log) -> FitResult:
     previous_policy = keras.mixed_precision.global_policy()
     try:
         with exclusive_lock(config.out) if scratch is None else nullcontext(), GalaxyFile(config.data) as f:
-            if config.recipe is not None:
-                info = f.info
-                check_recipe_data(get_recipe(config.recipe), info.crop, info.size, config.data, info.source,
-                                  info.labels_source, config.allow_other_build, log)
-            data = prepare_data(config, f)
-            from ..gpu import configure_gpus
-
-            gpu = configure_gpus(config.gpu_memory_limit, config.memory_growth, config.mixed_precision, log=log)
-            data.record["gpu"] = {"n_gpus": gpu.n_gpus, "memory_growth": gpu.memory_growth,
-                                  "memory_limit_mib": gpu.memory_limit_mib, "mixed_precision": gpu.mixed_precision}
+            data = _checked_data(config, f, log)
+            _configure_gpus(config, data, log)
             strategy = distribute.make_strategy(role, log)  # before TensorFlow runs any op
             replicas = int(strategy.num_replicas_in_sync)
             global_batch = config.batch_size * replicas
