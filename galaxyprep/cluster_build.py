@@ -192,16 +192,15 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
         raise InputError(config.images, "no image could be decoded; nothing written")
     shard_files = [Path(t.out) for t in tasks]
     final = file_attrs(config, summary, skipped)
+    _remove_strays(parts)
     if config.consolidate:
         write_consolidated_galaxy_file(out, shard_files, final, chunk, compression, config.direct_io)
         for path in shard_files:
             path.unlink()
-        _remove_strays(parts)
         parts.rmdir()
     else:
         write_virtual_galaxy_file(out, shard_files, final)
         summary.parts = shard_files
-        _remove_strays(parts)
 
 
 def _run(client, todo: list[ShardTask], results: dict[int, ShardResult], on_error: str,
