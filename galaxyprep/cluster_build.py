@@ -62,6 +62,26 @@ def default_shard_images(n_images: int, chunk_images: int) -> int:
     return _whole_chunks(1 << (want - 1).bit_length(), chunk_images)
 
 
+def shard_bounds(n_images: int, chunk_images: int, shard_images: int | None = None) -> list[tuple[int, int]]:
+    """Each shard's [start, stop): whole chunks, within one chunk of each other, none over the shard size.
+
+    Equal shards keep the last round short: 5,866 images cut at 1,024 left one
+    of two workers 746 images to do while the other did 1,024 (7% of the
+    build). Whole chunks keep every chunk of the virtual dataset in one shard.
+    """
+    limit = _whole_chunks(shard_images, chunk_images) if shard_images else default_shard_images(n_images,
+                                                                                                 chunk_images)
+    chunks = -(-n_images // chunk_images)
+    count = -(-n_images // limit)
+    base, extra = divmod(chunks, count)  # base + 1 <= limit's chunks, as count = ceil(chunks / them)
+    bounds, lo = [], 0
+    for k in range(count):
+        hi = min(n_images, lo + (base + (k < extra)) * chunk_images)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
 def _whole_chunks(n: int, chunk: int) -> int:
     return -(-n // chunk) * chunk
 
@@ -153,14 +173,13 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     out = Path(config.out)
     parts = parts_folder(out).resolve()
     chunk = config.chunk_images or default_chunk_images(config.size)
-    shard = _whole_chunks(config.shard_images, chunk) if config.shard_images else default_shard_images(len(ids), chunk)
     _prepare_parts_folder(parts, config.resume)
     compression = None if config.compression == "none" else config.compression
     base_key = build_key(config, ids)
     attrs = file_attrs(config, summary, [])
     tasks = []
-    for index, lo in enumerate(range(0, len(ids), shard)):
-        part_ids = ids[lo: lo + shard]
+    for index, (lo, hi) in enumerate(shard_bounds(len(ids), chunk, config.shard_images)):
+        part_ids = ids[lo: hi]
         y = None if labels is None else np.stack([labels.values[int(g)] for g in part_ids])
         key = hashlib.sha256(f"{base_key}|{index}|".encode() + part_ids.tobytes()).hexdigest()[:32]
         tasks.append(ShardTask(index, source.subset(part_ids), part_ids, y, plan, str(parts / _PART.format(index)),
@@ -237,10 +256,9 @@ def _run(client, todo: list[ShardTask], results: dict[int, ShardResult], on_erro
 class ClusterSession:
     """A Dask client, connected in a background thread while the build indexes its inputs.
 
-    Importing Dask (0.45 s) and starting a LocalCluster (0.2 s, forked
-    workers) or reaching a remote scheduler overlap with listing the images,
-    reading the labels and planning the decode, which a build does first
-    anyway.
+    Importing Dask (0.2-0.45 s) and starting a LocalCluster or reaching a
+    remote scheduler overlap with listing the images, reading the labels and
+    planning the decode, which a build does first anyway.
     """
 
     def __init__(self, config: BuildConfig):
@@ -261,16 +279,23 @@ class ClusterSession:
                 from None
         config, stack = self._config, self._stack
         if config.scheduler == "local":
-            # Forked workers start in milliseconds with galaxyprep already imported, where spawned ones
-            # import Python, numpy and Dask anew (0.8 of 1.4 s for the 5,866 real images); a plain
-            # build's decode pool forks the same way. Set after the import, which loads distributed's
-            # defaults into the dict: set() deletes on exit the keys that were absent when it began.
-            method = "fork" if processes_available() else "spawn"
-            self._settings.enter_context(dask.config.set({"distributed.worker.multiprocessing-method": method}))
             workers = config.workers or os.cpu_count() or 1
-            # ":0": the status page (and HTTP routes, served even without the dashboard) on a free port
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                   silence_logs=logging.CRITICAL)  # a restarted worker is ours to report
+            # ":0": the status page (and HTTP routes, served even without the dashboard) on a free port;
+            # silenced: a restarted worker is ours to report
+            common = dict(dashboard_address=":0", silence_logs=logging.CRITICAL)
+            if config.processes:
+                # Forked workers start with galaxyprep already imported, where spawned ones import Python,
+                # numpy and Dask anew (0.8 of 1.4 s for the 5,866 real images). Set after the import, which
+                # loads distributed's defaults into the dict: set() deletes on exit the keys that were
+                # absent when it began.
+                method = "fork" if processes_available() else "spawn"
+                self._settings.enter_context(dask.config.set({"distributed.worker.multiprocessing-method": method}))
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, **common)
+            else:
+                # Threads of this process, Dask's choice for work that releases the GIL: the decode is one
+                # GIL-free C call per 8 images (or a nogil numba kernel). It starts in 30 ms where forked
+                # workers took 100-250 ms of a 0.65 s build, and nothing forks a process running Dask's threads.
+                cluster = LocalCluster(n_workers=1, threads_per_worker=workers, processes=False, **common)
             stack.callback(cluster.close)
             target = cluster
         else:

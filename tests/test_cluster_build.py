@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import threading
@@ -26,7 +27,7 @@ from conftest import SHARED_GZ  # noqa: E402
 from galaxyprep import GalaxyFile, InputError, build_galaxy_file  # noqa: E402
 from galaxyprep.build import BuildConfig  # noqa: E402
 from galaxyprep.cli import main  # noqa: E402
-from galaxyprep.cluster_build import parts_folder  # noqa: E402
+from galaxyprep.cluster_build import default_shard_images, parts_folder, shard_bounds  # noqa: E402
 from galaxyprep.synth import synthesize  # noqa: E402
 from galaxyprep.tree import CLASS_NAMES  # noqa: E402
 
@@ -213,7 +214,7 @@ def test_a_shard_that_kills_every_worker_is_one_line_and_keeps_the_others(inputs
     err = capsys.readouterr().err
     assert stop.value.code == 1 and "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "shard 1 (128 images from here) killed its worker" in errors[0], err
+    assert len(errors) == 1 and re.search(r"shard 1 \(\d+ images from here\) killed its worker", errors[0]), err
     assert not out.exists()
     kept = sorted(p.name for p in parts_folder(out).glob("part-?????.h5"))
     assert "part-00001.h5" not in kept and kept  # what finished stays for --resume
@@ -246,6 +247,25 @@ def test_scheduler_local_from_the_command_line(inputs, plain, tmp_path, capsys):
     assert "Traceback" not in captured.err and captured.err.count("skipped: ") == 3
     assert "wrote 300 images" in captured.out
     assert_same_file(plain, out)
+
+
+def test_scheduler_local_with_worker_processes_equals_a_plain_build(inputs, plain, tmp_path):
+    out = tmp_path / "forked.h5"  # local is threads by default; processes=True forks worker processes
+    build_galaxy_file(config(inputs, out, scheduler="local", processes=True, workers=2, shard_images=128))
+    assert_same_file(plain, out)
+
+
+@pytest.mark.parametrize("n, chunk, limit", [(5866, 32, None), (61578, 32, None), (303, 16, 64), (303, 16, 128),
+                                             (2049, 32, None), (10, 16, None), (1, 1, None), (8_670_000, 32, None)])
+def test_shards_are_whole_chunks_within_one_chunk_of_each_other(n, chunk, limit):
+    bounds = shard_bounds(n, chunk, limit)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))  # contiguous, in GalaxyID order
+    assert all(lo % chunk == 0 and hi > lo for lo, hi in bounds)
+    cap = -(-limit // chunk) * chunk if limit else default_shard_images(n, chunk)
+    assert max(hi - lo for lo, hi in bounds) <= cap and len(bounds) == -(-n // cap)
+    sizes = [hi - lo for lo, hi in bounds[:-1]]  # the last holds the partial chunk
+    assert not sizes or max(sizes) - min(sizes) <= chunk
 
 
 @pytest.mark.parametrize("args, words", [
