@@ -2,9 +2,11 @@
 
 ``--part build``: `galaxyprep build --scheduler` (shards on a Dask cluster of this machine's
 cores) against a plain build of the same real images, alternated pass by pass: on a running
-cluster (what `--scheduler tcp://...` sees), consolidated, and with `--scheduler local`
-starting its LocalCluster inside the timing. Then galaxytrain's loader reading the plain,
-the virtual and the consolidated file (images per CPU second of its one process).
+cluster of worker processes (what `--scheduler tcp://...` sees), consolidated, and with
+`--scheduler local` starting its LocalCluster inside the timing (threads, its default; and
+forked worker processes). Then both kinds as commands, in fresh processes, where importing Dask
+counts too. Then galaxytrain's loader reading the plain, the virtual and the consolidated file
+(images per CPU second of its one process).
 
 ``--part fit``: `galaxytrain fit --strategy multi-worker` with two
 worker processes on localhost against one, on the real images; the ratio of their training
@@ -89,6 +91,14 @@ def _timed_build(images: Path, labels: Path | None, out: Path, **extra) -> float
     return time.perf_counter() - t0
 
 
+def _timed_command(images: Path, labels: Path, out: Path, workers: int, extra: list[str]) -> float:
+    cmd = [sys.executable, "-m", "galaxyprep", "build", "--images", str(images), "--labels", str(labels),
+           "--out", str(out), "--overwrite", "--decode-workers", str(workers), "-q", *extra]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
 def _loader_rate(path: Path, passes: int = 2) -> float:
     """Images per CPU second that galaxytrain's loader reads and normalizes from a file (one process).
 
@@ -121,7 +131,7 @@ def part_build(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     plain, virtual, one = work / "plain.h5", work / "virtual.h5", work / "consolidated.h5"
     times: dict[str, list[float]] = {"plain": [], "cluster (running)": [], "cluster local (with start)": [],
-                                     "cluster, consolidated": []}
+                                     "local, worker processes": [], "cluster, consolidated": []}
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster:
         address = cluster.scheduler_address
@@ -131,15 +141,25 @@ def part_build(args) -> None:
             times["cluster (running)"].append(_timed_build(images, labels, virtual, scheduler=address))
             times["cluster, consolidated"].append(_timed_build(images, labels, one, scheduler=address,
                                                                consolidate=True))
-    for _ in range(passes):  # no other cluster running: as a user's --scheduler local
+    for _ in range(passes):  # no other cluster running: as a user's --scheduler local (threads; or processes)
         times["cluster local (with start)"].append(
             _timed_build(images, labels, virtual, scheduler="local", workers=workers))
         times["plain"].append(_timed_build(images, labels, plain, workers=workers))
+        times["local, worker processes"].append(
+            _timed_build(images, labels, virtual, scheduler="local", workers=workers, processes=True))
     print(f"\nbuild of {n:,} real JPEGs (crop 200 -> 96, {workers} workers), best of each:")
     base = n / min(times["plain"])
     for name, ts in times.items():
         rate = n / min(ts)
         print(f"  {name:<28} {rate:8,.0f} images/s  {rate / base:5.2f} x plain   "
+              f"(each: {', '.join(f'{t:.2f}' for t in ts)} s)")
+    cli = {"plain": [], "--scheduler local": []}
+    for _ in range(passes):  # fresh processes: Python's start, the imports (Dask's too) and the exit count
+        for name, extra in (("plain", []), ("--scheduler local", ["--scheduler", "local"])):
+            cli[name].append(_timed_command(images, labels, plain if name == "plain" else virtual, workers, extra))
+    print(f"the same builds as commands (wall time of `galaxyprep build`, best of {passes}):")
+    for name, ts in cli.items():
+        print(f"  {name:<28} {min(ts):8.2f} s  {min(cli['plain']) / min(ts):5.2f} x plain   "
               f"(each: {', '.join(f'{t:.2f}' for t in ts)} s)")
     files = (("plain", plain), ("virtual", virtual), ("consolidated", one))
     rates = {name: max(_loader_rate(path) for _ in range(passes)) for name, path in files}

@@ -271,7 +271,7 @@ class ClusterSession:
         self._future: Future = self._pool.submit(self._connect)
 
     def _connect(self):
-        try:  # in this thread: importing distributed takes 0.45 s
+        try:  # in this thread: importing distributed takes 0.2-0.45 s
             import dask
             from distributed import Client, LocalCluster
         except ImportError:
