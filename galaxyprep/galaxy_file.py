@@ -36,6 +36,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from h5py._objects import phil as _h5py_lock  # h5py's own lock around every HDF5 call
 
 from .direct_io import RawRowWriter, chunk_offsets
 from .errors import InputError
@@ -424,8 +425,11 @@ class GalaxyFileWriter:
         if first > lo:
             d[lo:first] = images[: first - lo]
         whole = np.ascontiguousarray(images[first - lo: last - lo])
-        for r in range(0, last - first, c):
-            d.id.write_direct_chunk((first + r, 0, 0, 0), whole[r: r + c])
+        # Before h5py 3.16 write_direct_chunk skipped that lock (h5py #2764): two threads writing their
+        # own files (a --scheduler local build's shards) failed inside HDF5 or crashed.
+        with _h5py_lock:
+            for r in range(0, last - first, c):
+                d.id.write_direct_chunk((first + r, 0, 0, 0), whole[r: r + c])
         if hi > last:
             d[last:hi] = images[last - lo:]
 

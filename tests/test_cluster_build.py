@@ -249,9 +249,13 @@ def test_scheduler_local_from_the_command_line(inputs, plain, tmp_path, capsys):
     assert_same_file(plain, out)
 
 
-def test_scheduler_local_with_worker_processes_equals_a_plain_build(inputs, plain, tmp_path):
-    out = tmp_path / "forked.h5"  # local is threads by default; processes=True forks worker processes
-    build_galaxy_file(config(inputs, out, scheduler="local", processes=True, workers=2, shard_images=128))
+@pytest.mark.parametrize("extra", [
+    {"processes": True},   # local is threads by default; this forks worker processes
+    {"direct_io": False},  # threads writing their shards through HDF5 (write_direct_chunk), not in place
+])
+def test_scheduler_local_equals_a_plain_build(inputs, plain, tmp_path, extra):
+    out = tmp_path / "local.h5"
+    build_galaxy_file(config(inputs, out, scheduler="local", workers=2, shard_images=64, **extra))
     assert_same_file(plain, out)
 
 

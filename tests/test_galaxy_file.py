@@ -130,3 +130,33 @@ def test_direct_io_refused_at_write_time_falls_back_to_buffered(tmp_path, monkey
         writer.commit({})
     with h5py.File(out) as f:
         assert np.array_equal(f["images"][:], images)
+
+
+def test_writers_in_two_threads_each_write_their_own_file_intact(tmp_path):
+    """A --scheduler local build writes its shards from threads; h5py < 3.16 let write_direct_chunk race."""
+    import threading
+
+    rng = np.random.default_rng(4)
+    blocks = list(_blocks(rng, [64] * 8, size=32))
+    failures: list[str] = []
+
+    def write(k: int) -> None:
+        try:
+            for attempt in range(4):
+                with GalaxyFileWriter(tmp_path / f"t{k}_{attempt}.h5", 32, 512, False, chunk_images=8) as w:
+                    for images, sums in blocks:
+                        w.append(images, np.arange(w.n, w.n + len(images)), None, sums)
+                    w.commit({"crop": 32, "size": 32})
+        except Exception as exc:  # an HDF5 error in either thread fails the test
+            failures.append(f"thread {k}: {exc}")
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    expected = np.concatenate([images for images, _ in blocks])
+    for path in sorted(tmp_path.glob("t*.h5")):
+        with h5py.File(path) as f:
+            assert np.array_equal(f["images"][:], expected), path.name
