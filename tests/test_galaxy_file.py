@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import h5py
 import numpy as np
@@ -134,8 +135,6 @@ def test_direct_io_refused_at_write_time_falls_back_to_buffered(tmp_path, monkey
 
 def test_writers_in_two_threads_each_write_their_own_file_intact(tmp_path):
     """A --scheduler local build writes its shards from threads; h5py < 3.16 let write_direct_chunk race."""
-    import threading
-
     rng = np.random.default_rng(4)
     blocks = list(_blocks(rng, [64] * 8, size=32))
     failures: list[str] = []
