@@ -77,12 +77,14 @@ def build(
                                                               "file."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler",
                                             help="Build on a Dask cluster: 'local' (a LocalCluster of this "
-                                                 "machine's cores, --decode-workers of them) or a scheduler's "
+                                                 "machine's cores, --decode-workers threads of this process) or "
+                                                 "a scheduler's "
                                                  "address, tcp://HOST:PORT. Shards go to OUT.parts/, on storage "
                                                  "every worker sees. [default: no cluster]"),
     shard_images: Optional[int] = typer.Option(None, "--shard-images",
-                                               help="Images per shard file of a cluster build. [default: from the "
-                                                    "number of images, 1,024 to 65,536; always whole chunks]"),
+                                               help="Most images per shard file of a cluster build; shards are "
+                                                    "cut within a chunk of each other. [default: from the number "
+                                                    "of images, 1,024 to 65,536; always whole chunks]"),
     consolidate: bool = typer.Option(_BUILD.consolidate, "--consolidate/--virtual", show_default=True,
                                      help="Cluster build: copy the shards into one plain OUT, or leave OUT as "
                                           "virtual datasets over OUT.parts/."),
