@@ -77,3 +77,20 @@ def build_file(images: Path, out: Path, labels: Path | None = None, size: int = 
     if not out.exists():
         build(BuildConfig(images=images, out=out, labels=labels, size=size, crop=crop, limit=limit, ids_file=ids_file))
     return out
+
+
+def zipped(folder: Path, labels: Path) -> tuple[Path, Path]:
+    """`folder`'s JPEGs and the labels CSV as Kaggle ships them: each in a deflated zip (made once)."""
+    import zipfile
+
+    images_zip, labels_zip = OUT / f"{folder.name}.zip", OUT / f"{labels.stem}.zip"
+    for path, members, inside in ((images_zip, sorted(folder.glob("*.jpg")), folder.name),
+                                  (labels_zip, [labels], None)):
+        if path.exists():
+            continue
+        tmp = path.with_suffix(".tmp")
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for m in members:
+                zf.write(m, f"{inside}/{m.name}" if inside else m.name)
+        tmp.replace(path)
+    return images_zip, labels_zip

@@ -18,7 +18,7 @@ first also traces the step function). On one 2-core machine two workers share th
 ratio is expected below 1: it measures what the coordination (gRPC all-reduce of every
 gradient, two TensorFlow runtimes on the same cores) costs, not a speed-up.
 
-    python bench/bench_scale.py --part build [--copies 1] [--passes 3] [--workers 2]
+    python bench/bench_scale.py --part build [--copies 1] [--passes 3] [--workers 2] [--zipped]
     python bench/bench_scale.py --part fit [--size 64] [--limit 2048] [--epochs 3] [--batch-size 32]
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (OUT, REPO, SHARED_GZ, build_file, machine, repeated_images, repeated_labels,  # noqa: E402
-                     warm_page_cache)
+                     warm_page_cache, zipped)
 
 PARTS = ("build", "fit", "all")
 
@@ -127,6 +127,11 @@ def part_build(args) -> None:
     labels = repeated_labels(copies) if copies > 1 else SHARED_GZ / "training_solutions_rev1.csv"
     warm_page_cache(images)
     n = sum(1 for _ in images.glob("*.jpg"))
+    kind = "real JPEGs"
+    if args.zipped:  # read from the archives, as Kaggle ships them
+        images, labels = zipped(images, labels)
+        images.read_bytes()
+        kind = f"real JPEGs from {images.name}"
     work = OUT / "scale"
     work.mkdir(parents=True, exist_ok=True)
     plain, virtual, one = work / "plain.h5", work / "virtual.h5", work / "consolidated.h5"
@@ -147,7 +152,7 @@ def part_build(args) -> None:
         times["plain"].append(_timed_build(images, labels, plain, workers=workers))
         times["local, worker processes"].append(
             _timed_build(images, labels, virtual, scheduler="local", workers=workers, processes=True))
-    print(f"\nbuild of {n:,} real JPEGs (crop 200 -> 96, {workers} workers), best of each:")
+    print(f"\nbuild of {n:,} {kind} (crop 200 -> 96, {workers} workers), best of each:")
     base = n / min(times["plain"])
     for name, ts in times.items():
         rate = n / min(ts)
@@ -189,6 +194,7 @@ def main() -> None:
     ap.add_argument("--part", choices=PARTS, default="all", help="which measurement")
     ap.add_argument("--copies", type=int, default=1, help="build: the real images repeated this many times")
     ap.add_argument("--passes", type=int, default=3, help="build: alternated passes of each kind")
+    ap.add_argument("--zipped", action="store_true", help="build: from the images and labels zipped (made once)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="build: worker processes")
     ap.add_argument("--size", type=int, default=64, help="stored image size of the bench file")
     ap.add_argument("--limit", type=int, default=2048, help="images used (fit --limit)")
