@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import shutil
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -102,6 +104,7 @@ class ShardTask:
     compression: str | None
     batch_size: int
     direct_io: bool
+    progress_topic: str = ""  # the Dask event topic that hears how far the shard is ("": none)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ def build_shard(task: ShardTask) -> ShardResult:
     batch = min(task.batch_size, len(task.ids))
     images_buf = np.empty((batch, size, size * 3), np.uint8)  # once a task: fresh pages cost faults
     sums_buf = np.empty((batch, 6), np.float64)
+    report = _progress_reporter(task)
     with GalaxyFileWriter(mine, size, len(task.ids), task.labels is not None, task.chunk_images, compression,
                           4 if compression == "gzip" else None, direct_io=task.direct_io) as writer:
         for lo in range(0, len(task.ids), batch):
@@ -137,9 +141,28 @@ def build_shard(task: ShardTask) -> ShardResult:
                 images, sums, ids = images[ok], sums[ok], ids[ok]
                 labels = None if labels is None else labels[ok]
             writer.append(images.reshape(-1, size, size, 3), ids, labels, sums)
+            report(min(lo + batch, len(task.ids)))
         writer.commit({**task.record, "skipped": [asdict(p) for p in bad]}, shard_key=task.key)
     os.replace(writer.out, out)
     return ShardResult(task.index, writer.n, bad)
+
+
+def _progress_reporter(task: ShardTask) -> Callable[[int], None]:
+    """Tells the client, as a Dask event, how many of the shard's images are done; a no-op outside a worker.
+
+    A shard of GZ DESI (65,536 images) takes half a minute on a core, and a
+    big cluster runs them all at once: counted by finished shards, progress
+    would stand still and then jump to the end.
+    """
+    if not task.progress_topic:
+        return lambda n: None
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):  # called directly, not as a Dask task
+        return lambda n: None
+    return lambda n: worker.log_event(task.progress_topic, [task.index, n])  # safe from the task's thread
 
 
 def finished_shard(task: ShardTask) -> ShardResult | None:
@@ -177,13 +200,14 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     compression = None if config.compression == "none" else config.compression
     base_key = build_key(config, ids)
     attrs = file_attrs(config, summary, [])
+    topic = f"galaxyprep-progress-{uuid.uuid4().hex}"  # this build's own
     tasks = []
     for index, (lo, hi) in enumerate(shard_bounds(len(ids), chunk, config.shard_images)):
         part_ids = ids[lo: hi]
         y = None if labels is None else np.stack([labels.values[int(g)] for g in part_ids])
         key = hashlib.sha256(f"{base_key}|{index}|".encode() + part_ids.tobytes()).hexdigest()[:32]
         tasks.append(ShardTask(index, source.subset(part_ids), part_ids, y, plan, str(parts / _PART.format(index)),
-                               key, attrs, chunk, compression, config.batch_size, config.direct_io))
+                               key, attrs, chunk, compression, config.batch_size, config.direct_io, topic))
     results: dict[int, ShardResult] = {}
     if config.resume:
         for task in tasks:
@@ -198,7 +222,7 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     client = session.client()
     _check_workers(client, parts, os.path.abspath(config.images))  # a worker's working folder is not ours
     try:
-        _run(client, todo, results, config.on_error, say, lambda n: progress and progress(n, total), done_ids)
+        _run(client, todo, results, config.on_error, say, lambda n: progress and progress(n, total), done_ids, topic)
     except InputError:
         if config.on_error == "fail":  # nothing written means no shards either
             shutil.rmtree(parts, ignore_errors=True)
@@ -222,35 +246,84 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
         summary.parts = shard_files
 
 
+#: How often the client counts the images the workers report done (seconds).
+PROGRESS_EVERY_S = 0.5
+
+
 def _run(client, todo: list[ShardTask], results: dict[int, ShardResult], on_error: str,
-         say: Callable[[str], None], advance: Callable[[int], None], done_ids: int) -> None:
-    """Submit the shards and collect them as they finish, in any order; problems said as they come."""
-    from distributed import KilledWorker, as_completed
+         say: Callable[[str], None], advance: Callable[[int], None], done_ids: int, topic: str) -> None:
+    """Submit the shards and collect them as they finish, in any order; problems said as they come.
+
+    Progress counts finished shards whole and, of the running ones, the
+    images their workers report (Dask events, one a batch), every
+    PROGRESS_EVERY_S; the callbacks all run in this thread.
+    """
+    from distributed import KilledWorker
     from distributed.client import FutureCancelledError
 
+    running: dict[int, int] = {}  # shard index -> images its worker reported done
+    closed: set[int] = set()      # finished: a late event (or a retried attempt's) no longer counts
+    lock = threading.Lock()
+
+    def heard(event) -> None:  # on the client's event loop
+        index, n = event[1]
+        with lock:
+            if index not in closed:
+                running[index] = max(running.get(index, 0), n)
+
+    client.subscribe_topic(topic, heard)
     futures = client.map(build_shard, todo, pure=False, key=[f"galaxyprep-shard-{t.index}-{t.key[:8]}" for t in todo])
     by_key = {f.key: t for f, t in zip(futures, todo)}
+    finished: queue.Queue = queue.Queue()  # each future as it ends, put there from the client's loop
+    for future in futures:
+        future.add_done_callback(finished.put)
+    remaining, last = len(futures), done_ids
     try:
-        for future in as_completed(futures, loop=client.loop):
-            task = by_key[future.key]
-            try:
-                result = future.result()
-            except KilledWorker:
-                raise InputError(task.source.describe(task.source.ids[int(task.ids[0])]),
-                                 f"shard {task.index} ({len(task.ids)} images from here) killed its worker "
-                                 "each time it ran (a crash in the decoder, or out of memory); the finished "
-                                 "shards are kept: rerun with --resume") from None
-            results[task.index] = result
-            for problem in result.bad:
-                say(str(problem))
-            if on_error == "fail" and result.bad:
-                p = result.bad[0]
-                raise InputError(p.file, p.problem + " (--on-error fail: nothing written)")
-            done_ids += len(task.ids)
-            advance(done_ids)
+        while remaining:
+            for future in _ended(finished, PROGRESS_EVERY_S):
+                remaining -= 1
+                task = by_key[future.key]
+                try:
+                    result = future.result()
+                except KilledWorker:
+                    raise InputError(task.source.describe(task.source.ids[int(task.ids[0])]),
+                                     f"shard {task.index} ({len(task.ids)} images from here) killed its worker "
+                                     "each time it ran (a crash in the decoder, or out of memory); the finished "
+                                     "shards are kept: rerun with --resume") from None
+                results[task.index] = result
+                for problem in result.bad:
+                    say(str(problem))
+                if on_error == "fail" and result.bad:
+                    p = result.bad[0]
+                    raise InputError(p.file, p.problem + " (--on-error fail: nothing written)")
+                done_ids += len(task.ids)
+                with lock:
+                    closed.add(task.index)
+                    running.pop(task.index, None)
+            with lock:
+                now = done_ids + sum(running.values())
+            if now != last:
+                advance(now)
+                last = now
     except (InputError, KeyboardInterrupt, FutureCancelledError):
         client.cancel(futures)
         raise
+    finally:
+        if client.status == "running":  # a lost scheduler is the error to report, not this
+            client.unsubscribe_topic(topic)
+
+
+def _ended(finished: queue.Queue, timeout: float) -> list:
+    """The futures that have ended: waits up to `timeout` for the first, then takes what else is there."""
+    try:
+        ended = [finished.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            ended.append(finished.get_nowait())
+        except queue.Empty:
+            return ended
 
 
 class ClusterSession:

@@ -259,6 +259,28 @@ def test_scheduler_local_equals_a_plain_build(inputs, plain, tmp_path, extra):
     assert_same_file(plain, out)
 
 
+def test_progress_moves_inside_a_shard_not_only_when_it_ends(inputs, tmp_path, monkeypatch):
+    """Workers report each batch as a Dask event; one shard of GZ DESI is half a minute of a core."""
+    import galaxyprep.cluster_build as cluster_build
+
+    decode = cluster_build.decode_resample
+
+    def slowly(*args):  # the local cluster's workers are threads of this process: they run this
+        time.sleep(0.02)
+        return decode(*args)
+
+    monkeypatch.setattr(cluster_build, "decode_resample", slowly)
+    monkeypatch.setattr(cluster_build, "PROGRESS_EVERY_S", 0.01)
+    seen: list[tuple[int, int]] = []
+    build_galaxy_file(config(inputs, tmp_path / "p.h5", scheduler="local", workers=1, batch_size=8),
+                      progress=lambda done, total: seen.append((done, total)))
+    total = N_IMAGES + 3  # the three bad files are done too
+    assert len(shard_bounds(total, 16)) == 1 and seen[0] == (0, total) and seen[-1] == (total, total)
+    inside = [done for done, _ in seen if 0 < done < total]
+    assert inside and all(done % 8 == 0 for done in inside), seen  # batches of the one shard, as they ended
+    assert seen == sorted(seen)
+
+
 @pytest.mark.parametrize("n, chunk, limit", [(5866, 32, None), (61578, 32, None), (303, 16, 64), (303, 16, 128),
                                              (2049, 32, None), (10, 16, None), (1, 1, None), (8_670_000, 32, None)])
 def test_shards_are_whole_chunks_within_one_chunk_of_each_other(n, chunk, limit):
