@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ from galaxyprep.synth import synthesize  # noqa: E402
 from galaxyprep.tree import CLASS_NAMES  # noqa: E402
 
 N_IMAGES = 300
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +133,37 @@ def test_a_missing_shard_is_one_line_not_zeros(inputs, cluster, tmp_path):
     (parts_folder(out) / "part-00001.h5").unlink()
     with pytest.raises(InputError, match="part-00001.h5 is missing"):
         GalaxyFile(out)
+
+
+_OPEN_UNDER_A_LIMIT = """
+import os, resource, sys
+from galaxyprep import GalaxyFile, InputError
+now = len(os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (now + int(sys.argv[2]), now + int(sys.argv[3])))
+try:
+    with GalaxyFile(sys.argv[1]) as f:
+        x = f.images(0, f.n_images)
+        print("all-zero images:", int((x.reshape(len(x), -1).max(axis=1) == 0).sum()))
+except InputError as exc:
+    print("refused:", exc)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+def test_more_shards_than_open_files_allowed_get_room_or_one_line_never_zeros(inputs, cluster, tmp_path):
+    """HDF5 reads a shard it cannot open (the open-file limit reached) as zeros, without a word."""
+    out = tmp_path / "many.h5"
+    build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=16))
+    n_parts = len(list(parts_folder(out).glob("part-*.h5")))
+
+    def read(soft_spare: int, hard_spare: int) -> str:
+        return subprocess.run([sys.executable, "-c", _OPEN_UNDER_A_LIMIT, str(out), str(soft_spare), str(hard_spare)],
+                              capture_output=True, text=True, timeout=120, cwd=REPO).stdout.strip()
+
+    assert n_parts == 19
+    assert read(5, n_parts + 500) == "all-zero images: 0"  # the soft limit is raised for it
+    refused = read(5, 10)  # the hard limit is too low: one line, not 303 black galaxies
+    assert refused.startswith("refused:") and "19 shard files must all stay open" in refused, refused
 
 
 def test_resume_builds_only_the_missing_shards_and_equals_a_whole_build(inputs, plain, cluster, tmp_path):
