@@ -271,14 +271,16 @@ def _run(client, todo: list[ShardTask], results: dict[int, ShardResult], on_erro
             if index not in closed:
                 running[index] = max(running.get(index, 0), n)
 
+    futures: list = []
     client.subscribe_topic(topic, heard)
-    futures = client.map(build_shard, todo, pure=False, key=[f"galaxyprep-shard-{t.index}-{t.key[:8]}" for t in todo])
-    by_key = {f.key: t for f, t in zip(futures, todo)}
-    finished: queue.Queue = queue.Queue()  # each future as it ends, put there from the client's loop
-    for future in futures:
-        future.add_done_callback(finished.put)
-    remaining, last = len(futures), done_ids
     try:
+        futures = client.map(build_shard, todo, pure=False,
+                             key=[f"galaxyprep-shard-{t.index}-{t.key[:8]}" for t in todo])
+        by_key = {f.key: t for f, t in zip(futures, todo)}
+        finished: queue.Queue = queue.Queue()  # each future as it ends, put there from the client's loop
+        for future in futures:
+            future.add_done_callback(finished.put)
+        remaining, last = len(futures), done_ids
         while remaining:
             for future in _ended(finished, PROGRESS_EVERY_S):
                 remaining -= 1
