@@ -4,7 +4,7 @@
 cores) against a plain build of the same real images, alternated pass by pass: on a running
 cluster of worker processes (what `--scheduler tcp://...` sees), consolidated, and with
 `--scheduler local` starting its LocalCluster inside the timing (threads, its default; and
-forked worker processes). Then both kinds as commands, in fresh processes, where importing Dask
+spawned worker processes). Then both kinds as commands, in fresh processes, where importing Dask
 counts too. Then galaxytrain's loader reading the plain, the virtual and the consolidated file
 (images per CPU second of its one process).
 

@@ -59,7 +59,7 @@ class BuildConfig:
     batch_size: int = 256            # images per decode/resample batch
     dct_scaling: bool = True         # decode at a reduced scale in the DCT domain where possible
     processes: bool | None = None    # decode in forked processes (default where fork is native) or threads;
-                                     # --scheduler local: worker processes only if True (default: threads)
+                                     # --scheduler local: spawned worker processes if True (default: threads)
     direct_io: bool = True           # pixels written in place with O_DIRECT where the file system allows
     crop_decode: bool = True         # decode only the centre window (the C extension), where it was built
     overwrite: bool = False          # replace an existing --out that is not a galaxyprep file

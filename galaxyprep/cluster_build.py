@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from .decode import DecodePlan
-from .decode_pool import block_buffer, decode_resample, processes_available
+from .decode_pool import block_buffer, decode_resample
 from .errors import InputError
 from .galaxy_file import GalaxyFile, GalaxyFileWriter, write_consolidated_galaxy_file, write_virtual_galaxy_file
 from .sources import ImageSource, Labels, Problem
@@ -339,15 +339,11 @@ class ClusterSession:
     def __init__(self, config: BuildConfig):
         self._config = config
         self._stack = ExitStack()
-        # Dask's configuration is one global dict, read by the cluster's own threads: set before they
-        # start and reset when they have stopped (a reset while they ran lost keys under them).
-        self._settings = ExitStack()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="dask-connect")
         self._future: Future = self._pool.submit(self._connect)
 
     def _connect(self):
         try:  # in this thread: importing distributed takes 0.2-0.45 s
-            import dask
             from distributed import Client, LocalCluster
         except ImportError:
             raise InputError("--scheduler", "needs dask.distributed: pip install 'galaxyzoo-toolkit[cluster]'") \
@@ -359,17 +355,15 @@ class ClusterSession:
             # silenced: a restarted worker is ours to report
             common = dict(dashboard_address=":0", silence_logs=logging.CRITICAL)
             if config.processes:
-                # Forked workers start with galaxyprep already imported, where spawned ones import Python,
-                # numpy and Dask anew (0.8 of 1.4 s for the 5,866 real images). Set after the import, which
-                # loads distributed's defaults into the dict: set() deletes on exit the keys that were
-                # absent when it began.
-                method = "fork" if processes_available() else "spawn"
-                self._settings.enter_context(dask.config.set({"distributed.worker.multiprocessing-method": method}))
+                # Started as Dask's configuration says (spawn by default), never forked here: this process
+                # runs Dask's threads and perhaps a progress bar's, and a child forked while one of them
+                # held a lock (stderr's, seen in CI) waits for it forever. Spawned workers import anew:
+                # ~0.8 s more than threads.
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, **common)
             else:
                 # Threads of this process, Dask's choice for work that releases the GIL: the decode is one
                 # GIL-free C call per 8 images (or a nogil numba kernel). It starts in 30 ms where forked
-                # workers took 100-250 ms of a 0.65 s build, and nothing forks a process running Dask's threads.
+                # workers took 100-250 ms of a 0.65 s build, and spawned ones ~0.8 s.
                 cluster = LocalCluster(n_workers=1, threads_per_worker=workers, processes=False, **common)
             stack.callback(cluster.close)
             target = cluster
@@ -395,7 +389,6 @@ class ClusterSession:
             pass
         self._pool.shutdown()
         self._stack.close()
-        self._settings.close()  # after the cluster's threads have stopped reading it
 
     def __enter__(self) -> "ClusterSession":
         return self

@@ -284,7 +284,7 @@ def test_scheduler_local_from_the_command_line(inputs, plain, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra", [
-    {"processes": True},   # local is threads by default; this forks worker processes
+    {"processes": True},   # local is threads by default; this spawns worker processes
     {"direct_io": False},  # threads writing their shards through HDF5 (write_direct_chunk), not in place
 ])
 def test_scheduler_local_equals_a_plain_build(inputs, plain, tmp_path, extra):
