@@ -235,14 +235,19 @@ def file_attrs(config: BuildConfig, summary: BuildSummary, skipped: list[Problem
     }
 
 
+def file_layout(config: BuildConfig) -> tuple[int, str | None]:
+    """Images per HDF5 chunk and the compression filter (None for 'none'), for a plain file or every shard."""
+    chunk = config.chunk_images or default_chunk_images(config.size)
+    return chunk, None if config.compression == "none" else config.compression
+
+
 def _write_file(source: ImageSource, ids: np.ndarray, labels, plan: DecodePlan, problems: list[Problem],
                 config: BuildConfig, summary: BuildSummary, say, progress) -> None:
     """Decode into a new (or resumed) partial file and commit it; fills in `summary`."""
-    chunk = config.chunk_images or default_chunk_images(config.size)
-    compression = None if config.compression == "none" else config.compression
+    chunk, compression = file_layout(config)
     key = build_key(config, ids)
     with GalaxyFileWriter(config.out, config.size, len(ids), labels is not None, chunk, compression,
-                          4 if compression == "gzip" else None, build_key=key, resume=config.resume,
+                          build_key=key, resume=config.resume,
                           direct_io=config.direct_io) as writer:
         # a resumed partial file carries how many ids it had consumed and what was bad among them
         start = int(writer.resume_state.get("ids_done", 0))

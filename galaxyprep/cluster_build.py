@@ -121,13 +121,12 @@ def build_shard(task: ShardTask) -> ShardResult:
     plan, size = task.plan, task.plan.size
     buf = block_buffer(plan)
     bad: list[Problem] = []
-    compression = task.compression
     batch = min(task.batch_size, len(task.ids))
     images_buf = np.empty((batch, size, size * 3), np.uint8)  # once a task: fresh pages cost faults
     sums_buf = np.empty((batch, 6), np.float64)
     report = _progress_reporter(task)
-    with GalaxyFileWriter(mine, size, len(task.ids), task.labels is not None, task.chunk_images, compression,
-                          4 if compression == "gzip" else None, direct_io=task.direct_io) as writer:
+    with GalaxyFileWriter(mine, size, len(task.ids), task.labels is not None, task.chunk_images, task.compression,
+                          direct_io=task.direct_io) as writer:
         for lo in range(0, len(task.ids), batch):
             ids = task.ids[lo: lo + batch]
             images, sums = images_buf[: len(ids)], sums_buf[: len(ids)]
@@ -191,13 +190,12 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
                      plan: DecodePlan, problems: list[Problem], config: BuildConfig, summary: BuildSummary,
                      say: Callable[[str], None], progress: Callable[[int, int], None] | None) -> None:
     """Build OUT from shards decoded on a Dask cluster; fills in `summary` as a plain build does."""
-    from .build import build_key, default_chunk_images, file_attrs
+    from .build import build_key, file_attrs, file_layout
 
     out = Path(config.out)
     parts = parts_folder(out).resolve()
-    chunk = config.chunk_images or default_chunk_images(config.size)
+    chunk, compression = file_layout(config)
     _prepare_parts_folder(parts, config.resume)
-    compression = None if config.compression == "none" else config.compression
     base_key = build_key(config, ids)
     attrs = file_attrs(config, summary, [])
     topic = f"galaxyprep-progress-{uuid.uuid4().hex}"  # this build's own

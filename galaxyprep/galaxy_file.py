@@ -46,6 +46,7 @@ from .version import __version__
 FORMAT_NAME = "galaxyprep"
 FORMAT_VERSION = 1
 NORMALIZATION = "float = (uint8 - mean) / std per RGB channel; mean, std on the 0-255 scale"
+GZIP_LEVEL = 4  # of `compression="gzip"`, stated rather than left to h5py's default
 _SHARD_KEY = "shard_key"
 _CHANNEL_SUMS = "channel_sums"
 
@@ -350,7 +351,7 @@ class GalaxyFileWriter:
     """
 
     def __init__(self, out: str | Path, size: int, n_max: int, with_labels: bool,
-                 chunk_images: int = 64, compression: str | None = None, compression_opts=None,
+                 chunk_images: int = 64, compression: str | None = None,
                  build_key: str = "", resume: bool = False, direct_io: bool = False):
         self.out = Path(out)
         self.partial = self.out.with_name(self.out.name + ".partial")
@@ -382,7 +383,8 @@ class GalaxyFileWriter:
 
         self._images = self._f.create_dataset(
             "images", shape=(n, size, size, 3), maxshape=(None, size, size, 3), dtype=np.uint8,
-            chunks=(chunk, size, size, 3), compression=compression, compression_opts=compression_opts, **early())
+            chunks=(chunk, size, size, 3), compression=compression,
+            compression_opts=GZIP_LEVEL if compression == "gzip" else None, **early())
         self._ids = self._f.create_dataset("ids", shape=(n,), maxshape=(None,), dtype=np.int64,
                                            chunks=(max(chunk, 1024),), **early())
         self._labels = None
@@ -597,7 +599,7 @@ def write_consolidated_galaxy_file(out: str | Path, parts: list[Path], attrs: di
     try:
         n = sum(s.n_images for s in shards)
         with GalaxyFileWriter(out, shards[0].size, n, shards[0].has_labels, chunk_images, compression,
-                              4 if compression == "gzip" else None, direct_io=direct_io) as w:
+                              direct_io=direct_io) as w:
             for s in shards:
                 step = max(s.chunk_images, 256)
                 for lo in range(0, s.n_images, step):
