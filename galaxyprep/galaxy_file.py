@@ -550,6 +550,31 @@ def _write_root_attrs(a, n: int, size: int, sums: np.ndarray, attrs: dict) -> No
         a[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
 
 
+@dataclass(frozen=True)
+class _Shard:
+    """What OUT needs to know of one shard of a cluster build."""
+
+    path: Path
+    n_images: int
+    size: int
+    has_labels: bool
+    chunk_images: int
+    compression: str | None
+    datasets: dict  # name -> (shape, dtype)
+    channel_sums: np.ndarray
+
+
+def _read_shards(parts: list[Path]) -> list[_Shard]:
+    """Each shard's description, one open at a time: a build may have more shards than a process may open."""
+    shards = []
+    for path in parts:
+        with GalaxyFile(path) as s:
+            shards.append(_Shard(s.path, s.n_images, s.size, s.has_labels, s.chunk_images, s.compression,
+                                 {k: (s._f[k].shape, s._f[k].dtype) for k in ("images", "ids", "labels") if k in s._f},
+                                 s.channel_sums))
+    return shards
+
+
 def write_virtual_galaxy_file(out: str | Path, parts: list[Path], attrs: dict) -> Path:
     """OUT as virtual datasets over the shard files `parts` (in GalaxyID order), atomically.
 
@@ -558,36 +583,30 @@ def write_virtual_galaxy_file(out: str | Path, parts: list[Path], attrs: dict) -
     the shards' exact channel sums, so they equal a plain build's.
     """
     out = Path(out)
-    shards = [GalaxyFile(p) for p in parts]
-    try:
-        shards = [s for s in shards if s.n_images > 0] or shards[:1]
-        n = sum(s.n_images for s in shards)
-        size, labelled = shards[0].size, shards[0].has_labels
-        sums = np.sum([s.channel_sums for s in shards], axis=0)
-        layouts = {"images": h5py.VirtualLayout((n, size, size, 3), np.uint8),
-                   "ids": h5py.VirtualLayout((n,), np.int64)}
-        if labelled:
-            layouts["labels"] = h5py.VirtualLayout((n, N_CLASSES), np.float32)
-        names, lo = [], 0
-        for s in shards:
-            name = os.path.relpath(s.path, out.parent)
-            names.append(name)
-            for key, layout in layouts.items():
-                d = s._f[key]
-                layout[lo: lo + s.n_images] = h5py.VirtualSource(name, key, shape=d.shape, dtype=d.dtype)
-            lo += s.n_images
-        chunk, compression = shards[0].chunk_images, shards[0].compression
-    finally:
-        for s in shards:
-            s.close()
+    all_shards = _read_shards(parts)
+    shards = [s for s in all_shards if s.n_images > 0] or all_shards[:1]
+    n = sum(s.n_images for s in shards)
+    size, labelled = shards[0].size, shards[0].has_labels
+    layouts = {"images": h5py.VirtualLayout((n, size, size, 3), np.uint8), "ids": h5py.VirtualLayout((n,), np.int64)}
+    if labelled:
+        layouts["labels"] = h5py.VirtualLayout((n, N_CLASSES), np.float32)
+    names, lo = [], 0
+    for s in shards:
+        name = os.path.relpath(s.path, out.parent)
+        names.append(name)
+        for key, layout in layouts.items():
+            shape, dtype = s.datasets[key]
+            layout[lo: lo + s.n_images] = h5py.VirtualSource(name, key, shape=shape, dtype=dtype)
+        lo += s.n_images
     partial = out.with_name(out.name + ".partial")
     with _create_untimed(partial) as f:
         for key, layout in layouts.items():
             f.create_virtual_dataset(key, layout, fillvalue=0)
         if labelled:
             f["labels"].attrs["columns"] = np.array(CLASS_NAMES, dtype=h5py.string_dtype())
-        _write_root_attrs(f.attrs, n, size, sums, {**attrs, "parts": names, "chunk_images": chunk,
-                                                    "compression": compression or ""})
+        _write_root_attrs(f.attrs, n, size, np.sum([s.channel_sums for s in shards], axis=0),
+                          {**attrs, "parts": names, "chunk_images": shards[0].chunk_images,
+                           "compression": shards[0].compression or ""})
     partial.replace(out)
     return out
 
@@ -595,22 +614,19 @@ def write_virtual_galaxy_file(out: str | Path, parts: list[Path], attrs: dict) -
 def write_consolidated_galaxy_file(out: str | Path, parts: list[Path], attrs: dict, chunk_images: int,
                                    compression: str | None = None, direct_io: bool = True) -> Path:
     """OUT as one plain file holding the shards' rows, copied in order (the same data as a plain build)."""
-    shards = [GalaxyFile(p) for p in parts]
-    try:
-        n = sum(s.n_images for s in shards)
-        with GalaxyFileWriter(out, shards[0].size, n, shards[0].has_labels, chunk_images, compression,
-                              direct_io=direct_io) as w:
-            for s in shards:
+    shards = _read_shards(parts)
+    n = sum(s.n_images for s in shards)
+    with GalaxyFileWriter(out, shards[0].size, n, shards[0].has_labels, chunk_images, compression,
+                          direct_io=direct_io) as w:
+        for path in parts:
+            with GalaxyFile(path) as s:  # one at a time, as in _read_shards
                 step = max(s.chunk_images, 256)
                 for lo in range(0, s.n_images, step):
                     hi = min(lo + step, s.n_images)
                     # the shard's exact sums once, with its first block: mean and std as a plain build's
                     sums = s.channel_sums[None] if lo == 0 else np.zeros((1, 6))
                     w.append(s.images(lo, hi), s.ids[lo:hi], s.labels(lo, hi) if s.has_labels else None, sums)
-            return w.commit(attrs)
-    finally:
-        for s in shards:
-            s.close()
+        return w.commit(attrs)
 
 
 def _create_untimed(path: Path) -> h5py.File:

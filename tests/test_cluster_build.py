@@ -166,6 +166,31 @@ def test_more_shards_than_open_files_allowed_get_room_or_one_line_never_zeros(in
     assert refused.startswith("refused:") and "19 shard files must all stay open" in refused, refused
 
 
+_WRITE_UNDER_A_LIMIT = """
+import os, resource, sys
+from pathlib import Path
+from galaxyprep.galaxy_file import write_consolidated_galaxy_file, write_virtual_galaxy_file
+parts = sorted(Path(sys.argv[1]).glob("part-*.h5"))
+now = len(os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (now + 8, now + 8))
+write_virtual_galaxy_file(Path(sys.argv[2]) / "v.h5", parts, {})
+write_consolidated_galaxy_file(Path(sys.argv[2]) / "c.h5", parts, {}, 16)
+print("written")
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+def test_out_is_written_over_more_shards_than_open_files_allowed(inputs, plain, cluster, tmp_path):
+    """The client opens one shard at a time to write OUT, virtual or consolidated."""
+    out = tmp_path / "many.h5"
+    build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=16))
+    done = subprocess.run([sys.executable, "-c", _WRITE_UNDER_A_LIMIT, str(parts_folder(out)), str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.stdout.strip() == "written", done.stderr[-2000:]
+    with GalaxyFile(tmp_path / "c.h5") as c, GalaxyFile(plain) as p:
+        assert np.array_equal(c.images(0, c.n_images), p.images(0, p.n_images))
+
+
 def test_resume_builds_only_the_missing_shards_and_equals_a_whole_build(inputs, plain, cluster, tmp_path):
     out = tmp_path / "resumed.h5"
     build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64))
