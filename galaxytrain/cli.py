@@ -127,8 +127,13 @@ def fit(
                                        help="Allocate GPU memory as needed rather than all at once."),
     mixed_precision: Optional[bool] = typer.Option(
         None, "--mixed-precision/--no-mixed-precision",
-        help=_d("mixed_precision", "float16 compute on a GPU, bfloat16 on a CPU (fast only with AMX or "
-                                   "AVX512-BF16).")),
+        help="float16 compute on a GPU, bfloat16 on a CPU; --no-mixed-precision: float32. [default: by the "
+             "hardware: float16 on a GPU with tensor cores, bfloat16 on a CPU with AMX, AVX512_BF16 or Arm BF16, "
+             "else float32; a resumed run keeps its own where it runs natively]"),
+    jit_compile: Optional[bool] = typer.Option(
+        None, "--jit-compile/--no-jit-compile",
+        help="Compile each training step with XLA. [default: off on a CPU, where it was slower for every model; "
+             "Keras' choice on a GPU]"),
     head: Optional[Head] = typer.Option(None, "--head", help=_d(
         "head", "37 sigmoids, or outputs normalised along the decision tree.")),
     loss: Optional[Loss] = typer.Option(None, "--loss", help=_d(
@@ -160,7 +165,7 @@ def fit(
             loader_workers=loader_workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size,
             learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, limit=limit,
             gpu_memory_limit=gpu_memory_limit, memory_growth=memory_growth, mixed_precision=mixed_precision,
-            head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
+            jit_compile=jit_compile, head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
             allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy)
         result = fit_run(config, log=_echo)
         if result.best_epoch is not None:

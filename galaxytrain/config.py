@@ -3,7 +3,7 @@
 The same object is written to ``config.json`` and compared on resume: the
 fields in `RESUME_KEYS` decide what a run *is* (changing one of them and
 continuing would mix two different trainings); the others only say how to
-run it (epochs may grow, workers and GPU options may change).
+run it (epochs may grow, workers, GPU options and the precision may change).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .choices import AUGMENTS, HEADS, LOSSES, LR_SCHEDULES, STRATEGIES, Augment,
 
 #: Options that must match a run directory's config.json to resume it.
 RESUME_KEYS = ("model", "head", "loss", "learning_rate", "batch_size", "val_fraction", "seed",
-               "augment", "limit", "mixed_precision", "input_size", "max_shift", "max_zoom",
+               "augment", "limit", "input_size", "max_shift", "max_zoom",
                "tree_warmup_epochs", "lr_schedule", "weight_decay", "strategy")
 
 
@@ -40,7 +40,12 @@ class FitConfig:
     limit: int | None = None
     gpu_memory_limit: str | None = None
     memory_growth: bool = True
-    mixed_precision: bool = False
+    #: True: bfloat16 on a CPU, float16 on a GPU; False: float32; None: by the hardware
+    #: (galaxytrain.compute). Not a resume key: a run may go on in another precision, said in the log.
+    mixed_precision: bool | None = None
+    #: XLA for the training step: True/False forced, None: off on a CPU, Keras' "auto" on a GPU
+    #: (galaxytrain.compute). Not a resume key either.
+    jit_compile: bool | None = None
     head: Head = "sigmoid"
     loss: Loss = "bce"
     #: The model's input: the centre (or, with augment "rotate", a random view) of this many

@@ -17,6 +17,8 @@ from typing import Callable
 
 from galaxyprep import InputError
 
+from .compute import Precision, training_precision
+
 _UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
@@ -38,16 +40,6 @@ def parse_memory_size(text: str | int) -> int:
     return value
 
 
-def mixed_precision_policy(on_gpu: bool) -> str:
-    """float16 on a GPU (tensor cores); bfloat16 on a CPU, where oneDNN runs it on AMX/AVX512-BF16.
-
-    Measured on this project's 2-core VM, whose Xeon has AMX (bench/RESULTS.md):
-    galaxy_parts trains 2.9x faster in mixed_bfloat16 than in float32, while
-    float16 has no fast CPU path at all.
-    """
-    return "mixed_float16" if on_gpu else "mixed_bfloat16"
-
-
 @dataclass(frozen=True)
 class GpuSetup:
     """What `configure_gpus` did, for the log and config.json."""
@@ -55,13 +47,23 @@ class GpuSetup:
     n_gpus: int
     memory_growth: bool
     memory_limit_mib: int | None
-    mixed_precision: bool
+    precision: Precision
     notes: tuple[str, ...] = ()
+
+    @property
+    def mixed_precision(self) -> bool:
+        return self.precision.mixed
 
 
 def configure_gpus(memory_limit: str | int | None = None, memory_growth: bool = True,
-                   mixed_precision: bool = False, log: Callable[[str], None] = print) -> GpuSetup:
-    """Apply the GPU options to every visible GPU; on a machine without one, say so and carry on."""
+                   mixed_precision: bool | None = None, log: Callable[[str], None] = print,
+                   resumed_policy: str | None = None) -> GpuSetup:
+    """Apply the GPU options to every visible GPU, and the precision (see `galaxytrain.compute`).
+
+    `mixed_precision` None chooses by the hardware; `resumed_policy` is the
+    policy of the run being resumed, kept where this hardware runs it natively.
+    On a machine without a GPU, say so and carry on.
+    """
     tf = import_tensorflow_quietly()
     import keras
 
@@ -89,14 +91,13 @@ def configure_gpus(memory_limit: str | int | None = None, memory_growth: bool = 
                 notes.append(f"GPU options not applied to {gpu.name}: {str(exc).splitlines()[0]}")
         notes.append(f"{len(gpus)} GPU(s): " + (f"memory limit {limit_mib} MiB" if limit_mib is not None
                                               else "memory growth on" if growth_applied else "memory growth off"))
-    policy = mixed_precision_policy(bool(gpus)) if mixed_precision else "float32"
-    keras.mixed_precision.set_global_policy(policy)
-    if mixed_precision:
-        notes.append(f"mixed precision: {policy} compute, float32 variables and outputs"
-                     + ("" if gpus else " (fast on CPUs with AMX or AVX512-BF16, slow on others)"))
+    precision = training_precision(mixed_precision, resumed_policy)
+    keras.mixed_precision.set_global_policy(precision.policy)
+    notes.append(f"precision: {precision.policy}"
+                 + (" compute, float32 variables and outputs" if precision.mixed else "") + f" ({precision.reason})")
     for note in notes:
         log(note)
-    return GpuSetup(len(gpus), growth_applied, limit_mib if gpus else None, mixed_precision, tuple(notes))
+    return GpuSetup(len(gpus), growth_applied, limit_mib if gpus else None, precision, tuple(notes))
 
 
 #: Start-up lines that TF_CPP_MIN_LOG_LEVEL does not reach (absl logs them before it is set

@@ -56,10 +56,10 @@ RECIPES: dict[str, Recipe] = {
         name="best",
         summary="galaxy_parts (one conv stack over 8 turned and mirrored corner parts) with the decision-tree "
                 "head and MSE, random rotations/zooms/shifts/flips of 64 px views of 207 px crops stored at "
-                "69 px, Adam with cosine decay, mixed precision (bfloat16 on a CPU), 16 test-time views",
+                "69 px, Adam with cosine decay, 16 test-time views",
         options=dict(model="galaxy_parts", head="tree", loss="mse", augment="rotate", input_size=64,
                      max_shift=2.0, max_zoom=1.15, learning_rate=1e-3, lr_schedule="cosine",
-                     weight_decay=0.0, batch_size=64, epochs=150, tree_warmup_epochs=0, mixed_precision=True),
+                     weight_decay=0.0, batch_size=64, epochs=150, tree_warmup_epochs=0),
         tta=16),
 }
 

@@ -50,8 +50,10 @@ def test_best_sets_every_part_of_the_result_and_explicit_options_win():
     override = resolve_fit_config("best", "d.h5", "run", epochs=2, learning_rate=0.01, batch_size=None)
     assert (override.epochs, override.learning_rate) == (2, 0.01)
     assert override.batch_size == recipe.options["batch_size"]
-    # --no-mixed-precision (False, not None) turns off what the recipe turned on.
-    assert config.mixed_precision and not resolve_fit_config("best", "d.h5", "run", mixed_precision=False).mixed_precision
+    # The recipe leaves the precision to the hardware; --mixed-precision / --no-mixed-precision force it.
+    assert config.mixed_precision is None
+    assert resolve_fit_config("best", "d.h5", "run", mixed_precision=False).mixed_precision is False
+    assert resolve_fit_config("best", "d.h5", "run", mixed_precision=True).mixed_precision is True
     # A sigmoid head replacing the recipe's tree head drops the recipe's tree warm-up with it ...
     sigmoid = resolve_fit_config("best", "d.h5", "run", head="sigmoid")
     assert sigmoid.tree_warmup_epochs == 0

@@ -25,6 +25,7 @@ from galaxyprep import GalaxyFile, InputError, exclusive_lock, same_path
 from ..config import FitConfig
 from ..data import GalaxyBatches, RotateRanges, training_view
 from ..models import InputShapeError, available_models, create_model, load_model
+from ..compute import choose_jit_compile, onednn_enabled, recorded_policy
 from ..recipes import check_recipe_data, get_recipe
 from ..run_dir import RunDir
 from . import distribute
@@ -66,9 +67,10 @@ def fit(config: FitConfig, log: Log = print) -> FitResult:
         data = _checked_data(config, f, log)
         run = RunDir(config.out)
         state = prepare_run_dir(run, config, data.record)
+        resumed = recorded_policy(run.read_config()) if state["epochs_done"] > 0 else None
         previous_policy = keras.mixed_precision.global_policy()
         try:
-            _configure_gpus(config, data, log)
+            _configure_gpus(config, data, log, resumed)
             return _train(config, f, run, state, data, log)
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
@@ -83,13 +85,19 @@ def _checked_data(config: FitConfig, f: GalaxyFile, log: Log) -> TrainingData:
     return prepare_data(config, f)
 
 
-def _configure_gpus(config: FitConfig, data: TrainingData, log: Log) -> None:
-    """GPU options (before TensorFlow runs any op), noted in the data record."""
+def _configure_gpus(config: FitConfig, data: TrainingData, log: Log, resumed_policy: str | None = None) -> None:
+    """GPU options and the precision (before TensorFlow runs any op), noted in the data record."""
     from ..gpu import configure_gpus
 
-    gpu = configure_gpus(config.gpu_memory_limit, config.memory_growth, config.mixed_precision, log=log)
+    gpu = configure_gpus(config.gpu_memory_limit, config.memory_growth, config.mixed_precision, log=log,
+                         resumed_policy=resumed_policy)
+    jit_compile, why = choose_jit_compile(config.jit_compile, gpu.n_gpus > 0)
+    log(f"XLA: {jit_compile if jit_compile == 'auto' else 'on' if jit_compile else 'off'} ({why}); "
+        f"CPU kernels: {'oneDNN' if onednn_enabled() else 'Eigen (TF_ENABLE_ONEDNN_OPTS=0)'}")
     data.record["gpu"] = {"n_gpus": gpu.n_gpus, "memory_growth": gpu.memory_growth,
-                          "memory_limit_mib": gpu.memory_limit_mib, "mixed_precision": gpu.mixed_precision}
+                          "memory_limit_mib": gpu.memory_limit_mib, "mixed_precision": gpu.mixed_precision,
+                          "policy": gpu.precision.policy, "precision_reason": gpu.precision.reason,
+                          "jit_compile": jit_compile}
 
 
 def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: TrainingData, log: Log) -> FitResult:
@@ -167,7 +175,7 @@ def _training_key(config: FitConfig, data: TrainingData) -> dict:
     """What must be equal in every worker of one training (paths may differ between machines)."""
     record = data.record
     return {"config": config.resume_key(), "data": {k: record["data"][k] for k in DATA_KEYS},
-            "split": record["split"], "distribute": record["distribute"]}
+            "split": record["split"], "distribute": record["distribute"], "precision": record["gpu"]["policy"]}
 
 
 def _train_distributed(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: TrainingData, strategy,
@@ -251,6 +259,8 @@ def _start_model(config: FitConfig, size: int, state: dict, last: Path, data: Tr
     keras.utils.set_random_seed(config.seed)
     with scope or nullcontext():
         model = load_model(last) if initial_epoch > 0 else build_model(config, size)
+    if data.record["gpu"]["jit_compile"] != "auto":  # "auto" is compile's default, resolved there
+        model.jit_compile = data.record["gpu"]["jit_compile"]
     if initial_epoch > 0 and not restore_seed_generator_states(model, state.get("seed_generators")):
         log("note: this run's state.json has no dropout generator states (written by an older version): "
             "the resumed epochs draw other dropout masks than an uninterrupted run would")
