@@ -20,6 +20,8 @@ wrong one costs several times the training time:
   from /proc/cpuinfo (so on other systems the CPU counts as having none),
   less those that ONEDNN_MAX_CPU_ISA hides; everything else in float32.
   Variables and the model's outputs stay float32 under either mixed policy.
+- **Prediction in the model's precision where it is native** (`inference_policy`):
+  a model trained in bfloat16 predicts in float32 on a CPU without the units.
 - **XLA off on a CPU** (`choose_jit_compile`): measured per model, it lost
   for every one (galaxy_parts 0.5-0.6x, vgg6 0.1-0.4x, galaxy_cnn 0.6-1.0x;
   bench/bench_train_speed.py). On a GPU Keras decides ("auto").
@@ -209,3 +211,15 @@ def recorded_policy(record: dict | None) -> str | None:
     if not gpu.get("mixed_precision"):
         return "float32"
     return "mixed_float16" if gpu.get("n_gpus") else "mixed_bfloat16"
+
+
+def inference_policy(saved: str, gpus: Sequence[tuple[int, int] | None] | None = None,
+                     cpu_units: Sequence[str] | None = None) -> str:
+    """The policy to predict in with a model saved in `saved`: its own where it runs natively, else float32.
+
+    A model trained in bfloat16 on an AMX machine then predicts at float32
+    speed on an AVX2 laptop instead of emulating bfloat16 there.
+    """
+    gpus = gpu_compute_capabilities() if gpus is None else gpus
+    cpu_units = cpu_bfloat16_units() if cpu_units is None else cpu_units
+    return saved if natively_fast(saved, gpus, cpu_units) else "float32"

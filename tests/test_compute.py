@@ -156,3 +156,33 @@ def test_a_run_trained_in_another_precision_resumes_in_this_hardware_s_and_says_
     here = training_precision(None).policy
     assert any(line.startswith(f"precision: {here}") and "computed in mixed_float16" in line for line in lines)
     assert np.isfinite(result.history[-1]["loss"])
+
+
+def test_a_bfloat16_model_predicts_in_float32_where_bfloat16_is_not_native(tmp_path):
+    """The architecture rebuilt in float32 with the file's weights: the same answers to bfloat16's rounding."""
+    import keras
+
+    from galaxytrain.compute import inference_policy
+    from galaxytrain.models import create_model, load_model_for_prediction, saved_policy
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(1)
+        model = create_model("galaxy_parts", (32, 32, 3), head="tree")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    path = tmp_path / "bf16.keras"
+    model.save(path)
+    assert saved_policy(path) == "mixed_bfloat16"
+    assert inference_policy("mixed_bfloat16", [], ()) == "float32"
+    assert inference_policy("mixed_bfloat16", [], ("amx_bf16",)) == "mixed_bfloat16"
+    assert inference_policy("mixed_float16", [(8, 0)], ()) == "mixed_float16"
+    as_saved = load_model_for_prediction(path)
+    in_float32 = load_model_for_prediction(path, "float32")
+    assert {layer.dtype_policy.name for layer in in_float32.layers} == {"float32"}
+    assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in as_saved.layers}
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    p16, p32 = np.asarray(as_saved.predict_on_batch(x)), np.asarray(in_float32.predict_on_batch(x))
+    assert np.allclose(p16, p32, atol=0.02) and not np.array_equal(p16, p32)
+    for a, b in zip(as_saved.get_weights(), in_float32.get_weights()):
+        assert np.array_equal(a, b)

@@ -8,8 +8,9 @@ from typing import Sequence
 
 from galaxyprep import InputError
 
+from ..compute import inference_policy
 from ..data import Normalization
-from ..models import load_model_for_prediction
+from ..models import load_model_for_prediction, saved_policy
 from ..run_dir import RunDir
 
 
@@ -49,7 +50,7 @@ def load_run(run: str | Path, which: str = "best") -> TrainedRun:
     """Load ``<run>/best.keras`` (or ``last``), or a .keras file given directly, ready to predict."""
     run = Path(run)
     if run.is_file() and run.suffix == ".keras":
-        return TrainedRun(load_model_for_prediction(run), run, run.parent, run_record(run))
+        return TrainedRun(_load(run), run, run.parent, run_record(run))
     if not run.exists():
         raise InputError(run, "no such run directory")
     if not run.is_dir():
@@ -58,7 +59,12 @@ def load_run(run: str | Path, which: str = "best") -> TrainedRun:
     model_path = run_dir.best if which == "best" else run_dir.last
     if not model_path.exists():
         raise InputError(run, f"not a trained run directory (no {model_path.name}); train one with `galaxytrain fit`")
-    return TrainedRun(load_model_for_prediction(model_path), model_path, run, run_record(run))
+    return TrainedRun(_load(model_path), model_path, run, run_record(run))
+
+
+def _load(path: Path):
+    """The model, computing in its own precision where this hardware runs it natively, else in float32."""
+    return load_model_for_prediction(path, inference_policy(saved_policy(path)))
 
 
 def as_runs(run: str | Path | Sequence[str | Path]) -> list[Path]:

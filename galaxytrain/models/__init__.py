@@ -57,8 +57,9 @@ def create_model(name: str, input_shape: tuple[int, int, int], *, head: Head = "
 
 # Importing a family registers it (and its custom layers, for loading).
 from . import galaxy_cnn, galaxy_parts, vgg6  # noqa: E402,F401
-from .io import load_model, load_model_for_prediction  # noqa: E402
+from .io import load_model, load_model_for_prediction, saved_policy  # noqa: E402
 from .tree_head import GalaxyTreeHead, set_normalize  # noqa: E402
 
 __all__ = ["GalaxyTreeHead", "InputShapeError", "UnknownModelError", "available_models", "create_model",
-           "load_model", "load_model_for_prediction", "output_head", "register_model", "set_normalize"]
+           "load_model", "load_model_for_prediction", "output_head", "register_model", "saved_policy",
+           "set_normalize"]

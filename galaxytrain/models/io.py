@@ -6,6 +6,7 @@ prediction loads through it, and neither needs the other.
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -35,11 +36,65 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:
         raise InputError(path, f"cannot load the model ({reason})") from None
 
 
-def load_model_for_prediction(path: str | Path) -> keras.Model:
-    """The model with its tree normalisation on: a checkpoint of a warm-up epoch was saved with it off."""
-    model = load_model(path, compile=False)
+def saved_policy(path: str | Path) -> str:
+    """The mixed-precision policy a .keras file's layers compute in, or "float32"."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            config = json.loads(zf.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return "float32"
+    found = {name for name in _policy_names(config) if name.startswith("mixed_")}
+    return found.pop() if len(found) == 1 else "float32"
+
+
+def load_model_for_prediction(path: str | Path, policy: str | None = None) -> keras.Model:
+    """The model with its tree normalisation on (a checkpoint of a warm-up epoch was saved with it off).
+
+    `policy`: compute in this dtype policy instead of the saved one, e.g.
+    float32 for a model trained in bfloat16 on a CPU without bfloat16
+    units, where emulated bfloat16 is several times slower. The weights are
+    float32 under any policy, so only the rounding of the computation moves.
+    """
+    saved = saved_policy(path)
+    if policy is None or policy == saved:
+        model = load_model(path, compile=False)
+    else:
+        model = _load_in_policy(Path(path), saved, policy)
     try:
         set_normalize(model, True)
     except ValueError:  # no tree head: nothing to switch
         pass
+    return model
+
+
+def _policy_names(node):
+    """Every dtype policy name in a Keras config tree."""
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy":
+            yield node.get("config", {}).get("name", "")
+        for value in node.values():
+            yield from _policy_names(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _policy_names(value)
+
+
+def _with_policy(node, old: str, new: str):
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy" and node.get("config", {}).get("name") == old:
+            return {**node, "config": {**node["config"], "name": new}}
+        return {k: _with_policy(v, old, new) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_with_policy(v, old, new) for v in node]
+    return node
+
+
+def _load_in_policy(path: Path, saved: str, policy: str) -> keras.Model:
+    """The architecture with each layer of the `saved` policy in `policy`, then the file's weights."""
+    load_model(path, compile=False)  # the file's problems reported as load_model reports them
+    with zipfile.ZipFile(path) as zf:
+        config = json.loads(zf.read("config.json"))
+    model = keras.models.model_from_json(json.dumps(_with_policy(config, saved, policy)),
+                                         custom_objects={"GalaxyTreeHead": GalaxyTreeHead})
+    model.load_weights(path)
     return model
