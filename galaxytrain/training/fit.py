@@ -22,10 +22,10 @@ import numpy as np
 
 from galaxyprep import GalaxyFile, InputError, exclusive_lock, same_path
 
+from ..compute import choose_jit_compile, onednn_enabled, recorded_policy
 from ..config import FitConfig
 from ..data import GalaxyBatches, RotateRanges, training_view
 from ..models import InputShapeError, available_models, create_model, load_model
-from ..compute import choose_jit_compile, onednn_enabled, recorded_policy
 from ..recipes import check_recipe_data, get_recipe
 from ..run_dir import RunDir
 from . import distribute
