@@ -120,12 +120,35 @@ class RunDir:
             state["damaged"] = f"{self.last.name} is missing or does not match {self.state.name}"
         return state
 
+    def files(self) -> tuple[Path, ...]:
+        """Every file this module writes in the folder (what no other command may replace)."""
+        return (self.config, self.state, self.last, self.best, self.history, self.curve,
+                self.last_tmp, self.best_tmp)
+
+    def verified(self, model: Path) -> Path:
+        """`model` (this run's best.keras or last.keras), or raise ValueError if it is not the one saved.
+
+        state.json holds the SHA-256 of each model it committed; a file
+        that differs was replaced or damaged after training. In the instant
+        between a commit and its rename the matching file is still the
+        temporary one, which is returned instead.
+        """
+        state = self.read_state()
+        key = {self.best.name: "best_sha256", self.last.name: "last_sha256"}.get(model.name)
+        want = None if state is None or key is None else state.get(key)
+        if not want or sha256_file(model) == want:
+            return model
+        tmp = self.best_tmp if model.name == self.best.name else self.last_tmp
+        if tmp.exists() and sha256_file(tmp) == want:
+            return tmp
+        raise ValueError(f"is not the model this run saved: its SHA-256 differs from the one {self.state.name} "
+                         "recorded (replaced or damaged since)")
+
     # -- writing -------------------------------------------------------------------------
 
     def clear(self) -> None:
         """Remove this module's files (for --overwrite); other files in the folder stay."""
-        for p in (self.config, self.state, self.last, self.best, self.history, self.curve,
-                  self.last_tmp, self.best_tmp):
+        for p in self.files():
             p.unlink(missing_ok=True)
 
     def write_config(self, record: dict) -> None:

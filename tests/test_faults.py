@@ -162,6 +162,46 @@ def test_predict_score_and_preview_never_write_over_their_inputs(make_galaxy_fil
     assert notes.read_text() == '{"mine": 1}'
 
 
+def test_predict_and_score_never_replace_a_file_of_their_run_or_a_shard_of_their_data(kaggle, tmp_path, capsys):
+    """--overwrite replaces an output the user named, never the run's model or state, nor a shard of the input."""
+    synthetic, _ = kaggle
+    data = tmp_path / "v.h5"
+    assert prep(capsys, "build", "--images", synthetic.train_images, "--labels", synthetic.labels_csv,
+                "--size", "24", "--out", data, "--scheduler", "local", "--shard-images", "8", "--chunk-images", "8",
+                "--no-progress")[0] == 0
+    shards = sorted((tmp_path / "v.h5.parts").glob("part-*.h5"))
+    assert len(shards) >= 2
+    run = tmp_path / "run"
+    assert train("fit", "--data", data, "--out", run, "--epochs", "1")[0] == 0
+    kept = {path: path.read_bytes() for path in [*shards, run / "best.keras", run / "last.keras", run / "state.json"]}
+    one_line(*train("predict", "--run", run, "--data", data, "--out", run / "best.keras", "--overwrite"),
+             "is also the command's --run")
+    one_line(*train("score", "--run", run, "--data", data, "--report", run / "last.keras", "--overwrite"),
+             "is also the command's --run")
+    one_line(*train("score", "--run", run / "best.keras", "--data", data, "--report", run / "state.json",
+                    "--overwrite"), "is also the command's --run")
+    one_line(*train("predict", "--run", run, "--data", data, "--format", "hdf5", "--out", shards[1], "--overwrite"),
+             "is also the command's --data")
+    assert all(path.read_bytes() == before for path, before in kept.items())
+    assert train("fit", "--data", data, "--out", run, "--epochs", "2")[0] == 0  # still resumes
+
+
+def test_a_model_replaced_in_a_run_folder_is_refused(make_galaxy_file, tmp_path):
+    """Another run's best.keras copied over this one's: its SHA-256 is not the one state.json recorded."""
+    data = make_galaxy_file(n=24, size=24)
+    for name, seed in (("run", "0"), ("other", "1")):
+        assert train("fit", "--data", data, "--out", tmp_path / name, "--epochs", "1", "--seed", seed)[0] == 0
+    run = tmp_path / "run"
+    assert train("predict", "--run", run, "--data", data, "--out", tmp_path / "ok.csv")[0] == 0
+    (run / "best.keras").write_bytes((tmp_path / "other" / "best.keras").read_bytes())
+    for args in (("--run", run), ("--run", run / "best.keras")):
+        one_line(*train("predict", *args, "--data", data, "--out", tmp_path / "sub.csv"),
+                 "is not the model this run saved")
+        one_line(*train("score", *args, "--data", data, "--report", tmp_path / "r.json"),
+                 "is not the model this run saved")
+    assert not (tmp_path / "sub.csv").exists() and not (tmp_path / "r.json").exists()
+
+
 def test_fit_refuses_a_folder_of_other_files_and_a_damaged_state(make_galaxy_file, tmp_path):
     data = make_galaxy_file(n=24, size=24)
     project = tmp_path / "myproj"

@@ -14,7 +14,7 @@ from ..data.views import centre_view
 from ..evaluation import build_report, format_report, gallery_rows, per_galaxy_rmse, write_gallery, write_report
 from ..evaluation.pictures import GALLERY_K
 from .predict import predict_runs
-from .trained import TrainedRun, as_runs
+from .trained import TrainedRun, as_runs, protected_paths
 
 
 def score_run(run: str | Path | Sequence[str | Path], data: str | Path, report_path: str | Path,
@@ -29,8 +29,7 @@ def score_run(run: str | Path | Sequence[str | Path], data: str | Path, report_p
     data = Path(data)
     report_path = Path(report_path)
     runs = as_runs(run)
-    check_output(report_path, [("--data", data)] + [("--run", r) for r in runs], is_report, "score report (JSON)",
-                 overwrite)
+    check_output(report_path, protected_paths(runs, data), is_report, "score report (JSON)", overwrite)
     with exclusive_lock(report_path):
         return _score(runs, data, report_path, plots_dir, tta, batch_size, log, gallery)
 

@@ -14,7 +14,7 @@ from galaxyprep import (CLASS_NAMES, BuildConfig, InputError, atomic_write, buil
 from ..choices import OutputFormat
 from .predict import predict_runs
 from .predictions_file import is_predictions_file, write_predictions
-from .trained import as_runs, run_record
+from .trained import as_runs, protected_paths, run_record
 
 
 def write_submission(path: str | Path, ids: np.ndarray, preds: np.ndarray) -> Path:
@@ -51,7 +51,7 @@ def predict_submission(run: str | Path | Sequence[str | Path], data: str | Path 
         raise InputError("--data/--images", "give one of them: a galaxyprep file, or a folder or zip of JPEGs")
     is_ours = is_submission if format == "csv" else is_predictions_file
     kind = "submission CSV" if format == "csv" else "galaxytrain predictions file"
-    check_output(out, [("--data", data), ("--images", images)] + [("--run", r) for r in runs], is_ours, kind,
+    check_output(out, [("--images", images)] + protected_paths(runs, data), is_ours, kind,
                  overwrite)
     with exclusive_lock(out):
         if images is None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from galaxyprep import InputError
+from galaxyprep import GalaxyFile, InputError
 
 from ..compute import inference_policy
 from ..data import Normalization
@@ -50,7 +50,7 @@ def load_run(run: str | Path, which: str = "best") -> TrainedRun:
     """Load ``<run>/best.keras`` (or ``last``), or a .keras file given directly, ready to predict."""
     run = Path(run)
     if run.is_file() and run.suffix == ".keras":
-        return TrainedRun(_load(run), run, run.parent, run_record(run))
+        return TrainedRun(_load(_verified(RunDir(run.parent), run)), run, run.parent, run_record(run))
     if not run.exists():
         raise InputError(run, "no such run directory")
     if not run.is_dir():
@@ -59,7 +59,34 @@ def load_run(run: str | Path, which: str = "best") -> TrainedRun:
     model_path = run_dir.best if which == "best" else run_dir.last
     if not model_path.exists():
         raise InputError(run, f"not a trained run directory (no {model_path.name}); train one with `galaxytrain fit`")
-    return TrainedRun(_load(model_path), model_path, run, run_record(run))
+    return TrainedRun(_load(_verified(run_dir, model_path)), model_path, run, run_record(run))
+
+
+def _verified(run_dir: RunDir, model: Path) -> Path:
+    try:
+        return run_dir.verified(model)
+    except ValueError as exc:
+        raise InputError(model, f"{exc}; predict with the run that made it, or train again") from None
+
+
+def protected_paths(runs: Sequence[Path], data: str | Path | None) -> list[tuple[str, Path]]:
+    """(option, path) of every file an output of score or predict must never replace.
+
+    The runs' files (a .keras given directly and its run folder's), the
+    data file and, for a virtual file, each shard it reads.
+    """
+    out: list[tuple[str, Path]] = []
+    for run in runs:
+        run_dir = RunDir(run.parent if run.suffix == ".keras" else run)
+        out += [("--run", run)] + [("--run", path) for path in run_dir.files()]
+    if data is not None:
+        out.append(("--data", Path(data)))
+        try:
+            with GalaxyFile(data) as f:
+                out += [("--data", part) for part in f.parts]
+        except InputError:
+            pass  # the command says what is wrong with it when it reads it
+    return out
 
 
 def _load(path: Path):
