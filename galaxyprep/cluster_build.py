@@ -195,6 +195,9 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     out = Path(config.out)
     parts = parts_folder(out).resolve()
     chunk, compression = file_layout(config)
+    # Connected before OUT.parts/ is touched: a rebuild whose scheduler cannot be reached leaves the
+    # old shards (and so the old OUT) as they were, and no empty folder.
+    client = session.client()
     _prepare_parts_folder(parts, config.resume)
     base_key = build_key(config, ids)
     attrs = file_attrs(config, summary, [])
@@ -217,7 +220,6 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     done_ids = sum(len(t.ids) for t in tasks if t.index in results)
     if progress:
         progress(done_ids, total)
-    client = session.client()
     _check_workers(client, parts, os.path.abspath(config.images))  # a worker's working folder is not ours
     try:
         _run(client, todo, results, config.on_error, say, lambda n: progress and progress(n, total), done_ids, topic)
@@ -366,7 +368,7 @@ class ClusterSession:
             stack.callback(cluster.close)
             target = cluster
         else:
-            target = config.scheduler
+            target = _checked_address(config.scheduler)
         # Not the default client, and closed by close() rather than as a context manager: it is made in
         # this thread and closed in the build's (a client's context variable belongs to its thread).
         try:
@@ -393,6 +395,21 @@ class ClusterSession:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _checked_address(address: str) -> str:
+    """A scheduler address as Dask reads it, or one line: a Client made from a malformed one failed
+    and then, at exit, spent 40 s closing and printed a traceback."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address, strict=False)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise InputError(f"--scheduler {address}", f"not a scheduler address ({exc}); give local or "
+                                                   "tcp://HOST:PORT") from None
+    return address
 
 
 def _check_workers(client, parts: Path, images: str) -> None:

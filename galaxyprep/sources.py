@@ -41,6 +41,8 @@ _zip_handles = threading.local()
 
 #: <GalaxyID>.jpg or .jpeg, the suffix in any case; ASCII digits only (str.isdigit takes others too).
 _IMAGE_NAME = re.compile(r"([0-9]+)\.(?:[jJ][pP][gG]|[jJ][pP][eE][gG])")
+#: The file stores GalaxyIDs as int64.
+_MAX_GALAXY_ID = 2**63 - 1
 
 
 class ImageSource:
@@ -87,6 +89,10 @@ class ImageSource:
                 ignored += 1
                 continue
             gid = int(m[1])
+            if gid > _MAX_GALAXY_ID:
+                self.problems.append(Problem(self.describe(name), f"GalaxyID {m[1]} is larger than a 64-bit "
+                                                                  "integer holds; left out"))
+                continue
             if gid in ids:
                 dupes.setdefault(gid, [ids[gid]]).append(name)
             else:

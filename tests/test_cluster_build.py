@@ -400,3 +400,33 @@ def test_the_loader_reads_a_virtual_file_as_a_plain_one(inputs, plain, cluster, 
         (xa, ya), (xb, yb) = a[k], b[k]
         assert np.array_equal(xa, xb) and np.array_equal(ya, yb)
     assert len(CLASS_NAMES) == ya.shape[1]
+
+
+def test_a_rebuild_whose_scheduler_cannot_be_reached_leaves_the_old_out_readable(inputs, tmp_path, monkeypatch):
+    """--overwrite to a closed port: one InputError before OUT.parts/ is touched (it was emptied first)."""
+    from galaxyprep import cluster_build
+
+    out = tmp_path / "v.h5"
+    build_galaxy_file(config(inputs, out, scheduler="local", shard_images=64))
+    before = {p.name: p.read_bytes() for p in parts_folder(out).iterdir()}
+    monkeypatch.setattr(cluster_build, "CONNECT_TIMEOUT_S", 2)
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler"):
+        build_galaxy_file(config(inputs, out, scheduler="tcp://127.0.0.1:1", shard_images=64, overwrite=True))
+    assert {p.name: p.read_bytes() for p in parts_folder(out).iterdir()} == before
+    with GalaxyFile(out) as f:
+        assert f.n_images > 0 and f.images(0, f.n_images).any()
+    fresh = tmp_path / "never.h5"
+    with pytest.raises(InputError, match="cannot reach"):
+        build_galaxy_file(config(inputs, fresh, scheduler="tcp://127.0.0.1:1"))
+    assert not parts_folder(fresh).exists()
+
+
+@pytest.mark.parametrize("address", ["bogus", "localhost:abc", "tcp://host"])
+def test_a_malformed_scheduler_address_is_one_line_at_once(inputs, tmp_path, capsys, address):
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as ended:
+        main(["build", "--images", str(inputs["images"]), "--out", str(tmp_path / "x.h5"), "--scheduler", address,
+              "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert ended.value.code == 1 and err[-1].startswith(f"error: --scheduler {address}: not a scheduler address")
+    assert time.monotonic() - started < 15 and not parts_folder(tmp_path / "x.h5").exists()

@@ -9,6 +9,7 @@ to replace.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -296,6 +297,21 @@ def test_a_jpeg_header_claiming_a_huge_image_is_refused_before_anything_is_alloc
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     one_line(*prep(capsys, "build", "--images", folder, "--out", tmp_path / "b.h5", "-q"), "65000x65000", "Mpx")
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 200_000  # KiB: no 12 GiB buffer
+
+
+def test_a_galaxy_id_beyond_64_bits_is_left_out_and_named(kaggle, tmp_path, capsys):
+    """A file named 99999999999999999999999.jpg was an OverflowError traceback; now one skipped image."""
+    data, _ = kaggle
+    folder = tmp_path / "images"
+    shutil.copytree(data.train_images, folder)
+    huge = folder / "99999999999999999999999.jpg"
+    huge.write_bytes(next(iter(sorted(data.train_images.glob("*.jpg")))).read_bytes())
+    code, err = prep(capsys, "build", "--images", folder, "--labels", data.labels_csv, "--out", tmp_path / "a.h5",
+                     "--size", "24", "--no-progress")
+    assert code == 0 and "Traceback" not in err
+    info = read_info(tmp_path / "a.h5")
+    assert info.n_images == 24
+    assert any(str(huge) == s["file"] and "64-bit" in s["problem"] for s in info.skipped), info.skipped
 
 
 def test_an_unreadable_subfolder_is_reported_like_an_unreadable_file(kaggle, tmp_path, capsys, monkeypatch):
