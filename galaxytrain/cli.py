@@ -58,8 +58,13 @@ def _quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _run(action: Callable[[], object]) -> None:
-    """Call `action`; an InputError becomes one line on stderr and exit code 1."""
+#: What Ctrl-C leaves, by command: only a fit has something to resume.
+_INTERRUPTED = "interrupted before the output was written; run the same command again"
+_FIT_INTERRUPTED = "interrupted (a fit resumes from its last completed epoch: run the same command again)"
+
+
+def _run(action: Callable[[], object], interrupted: str = _INTERRUPTED) -> None:
+    """Call `action`; an InputError becomes one line on stderr and exit code 1, Ctrl-C `interrupted` and 130."""
     _quiet_tensorflow()
     try:
         from .gpu import import_tensorflow_quietly
@@ -70,7 +75,7 @@ def _run(action: Callable[[], object]) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted (a fit resumes from its last completed epoch: run the same command again)", err=True)
+        typer.echo(interrupted, err=True)
         raise typer.Exit(130) from None
 
 
@@ -177,7 +182,7 @@ def fit(
         if result.weights_fingerprint is not None:  # the last line: workers of one run print the same
             _echo(f"final weights fingerprint: {result.weights_fingerprint}")
 
-    _run(action)
+    _run(action, _FIT_INTERRUPTED)
 
 
 @app.command()

@@ -8,6 +8,7 @@ run it (epochs may grow, workers, GPU options and the precision may change).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -103,8 +104,8 @@ class FitConfig:
             bad("--loader-workers", f"must be at least 1, got {self.loader_workers}")
         if self.max_queue_size < 1:
             bad("--max-queue-size", f"must be at least 1, got {self.max_queue_size}")
-        if not self.learning_rate > 0:
-            bad("--learning-rate", f"must be positive, got {self.learning_rate}")
+        if not 0 < self.learning_rate < math.inf:
+            bad("--learning-rate", f"must be positive and finite, got {self.learning_rate}")
         if self.limit is not None and self.limit < 2:
             bad("--limit", f"must be at least 2, got {self.limit}")
         if self.input_size is not None and self.input_size < 8:

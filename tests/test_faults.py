@@ -360,3 +360,27 @@ def test_mutated_jpegs_never_crash_hang_or_print_a_traceback():
         sys.path.pop(0)
     counts = fuzz_jpeg.run(400, seconds=240, seed=1, log=lambda line: None)
     assert counts["mutants"] == 400 and counts["skipped"] > 100
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1"])
+def test_a_learning_rate_that_is_not_positive_and_finite_is_refused(make_galaxy_file, tmp_path, value):
+    """inf was accepted and written to config.json as null."""
+    data = make_galaxy_file(n=24, size=24)
+    one_line(*train("fit", "--data", data, "--out", tmp_path / "run", "--learning-rate", value), "--learning-rate")
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_says_what_each_command_leaves(monkeypatch):
+    """Only fit has something to resume; predict said it had."""
+    import galaxytrain.inference
+    import galaxytrain.training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(galaxytrain.inference, "predict_submission", interrupted)
+    monkeypatch.setattr(galaxytrain.training, "fit", interrupted)
+    code, err = train("predict", "--run", "r", "--data", "d.h5", "--out", "s.csv")
+    assert code == 130 and "resumes" not in err and "interrupted" in err
+    code, err = train("fit", "--data", "d.h5", "--out", "r")
+    assert code == 130 and "a fit resumes from its last completed epoch" in err
