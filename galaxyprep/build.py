@@ -249,6 +249,8 @@ def _write_file(source: ImageSource, ids: np.ndarray, labels, plan: DecodePlan, 
     with GalaxyFileWriter(config.out, config.size, len(ids), labels is not None, chunk, compression,
                           build_key=key, resume=config.resume,
                           direct_io=config.direct_io) as writer:
+        if writer.discarded:
+            say(writer.discarded)
         # a resumed partial file carries how many ids it had consumed and what was bad among them
         start = int(writer.resume_state.get("ids_done", 0))
         bad = [Problem(**p) for p in writer.resume_state.get("bad", [])]

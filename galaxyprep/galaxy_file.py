@@ -360,6 +360,7 @@ class GalaxyFileWriter:
         self.n = 0
         self.n_max = max(n_max, 1)
         self.resume_state: dict = {}  # what the build asked `checkpoint` to keep
+        self.discarded: str | None = None  # why a partial file of an earlier build was not resumed
         self._sums = np.zeros(6, dtype=np.float64)
         self._raw: RawRowWriter | None = None
         if resume and self._reopen(with_labels):
@@ -415,16 +416,30 @@ class GalaxyFileWriter:
         except OSError:
             self.partial.unlink()
             return False
-        if f.attrs.get("build_key", "") != self.build_key or ("labels" in f) != with_labels:
-            f.close()
+        try:
+            if f.attrs.get("build_key", "") != self.build_key or ("labels" in f) != with_labels:
+                f.close()
+                self.partial.unlink()
+                return False
+            self._images, self._ids = f["images"], f["ids"]
+            self._labels = f["labels"] if with_labels else None
+            self.n = int(f.attrs.get("rows_done", 0))
+            self.resume_state = json.loads(f.attrs.get("resume_state", "{}"))
+            self._sums = np.asarray(f.attrs.get("channel_sums", np.zeros(6)), dtype=np.float64)
+        except (KeyError, OSError, ValueError, RuntimeError) as exc:
+            # A build killed before its first checkpoint can leave metadata HDF5 never flushed
+            # (seen with compression: "bad object header version number").
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - a file we are about to delete
+                pass
             self.partial.unlink()
+            self.n, self.resume_state = 0, {}
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self.discarded = (f"{self.partial}: the earlier build's partial file cannot be read ({reason}), "
+                              "probably stopped before its first checkpoint; starting again")
             return False
         self._f = f
-        self._images, self._ids = f["images"], f["ids"]
-        self._labels = f["labels"] if with_labels else None
-        self.n = int(f.attrs.get("rows_done", 0))
-        self.resume_state = json.loads(f.attrs.get("resume_state", "{}"))
-        self._sums = np.asarray(f.attrs.get("channel_sums", np.zeros(6)), dtype=np.float64)
         for d in (self._images, self._ids, self._labels):
             if d is not None:  # rows after the checkpoint are rewritten
                 d.resize(max(self.n_max, self.n), axis=0)

@@ -493,3 +493,37 @@ def test_a_dead_decode_worker_is_one_line_and_leaves_no_file(good, tmp_path, mon
     with pytest.raises(InputError, match="decode worker process died"):
         build(BuildConfig(images=good["folder"], out=out, size=32, batch_size=4))
     assert not out.exists() and not out.with_name("dead.h5.partial").exists()
+
+
+@pytest.mark.parametrize("compression", ["gzip", "lzf"])
+def test_a_partial_file_that_cannot_be_read_is_started_again_with_a_line(good, tmp_path, monkeypatch, compression):
+    """A compressed build killed before its first checkpoint left a partial file whose datasets HDF5
+    could not read (KeyError: bad object header version number), and --resume failed on it every time."""
+    import galaxyprep.build as build_module
+
+    out = tmp_path / "r.h5"
+    config = BuildConfig(images=good["folder"], labels=good["labels"], out=out, size=32, batch_size=2, resume=True,
+                         compression=compression)
+    monkeypatch.setattr(build_module, "CHECKPOINT_EVERY", 2)
+    real = build_module.GalaxyFileWriter.append
+    calls = {"n": 0}
+
+    def interrupting(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(build_module.GalaxyFileWriter, "append", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        build(config)
+    partial = out.with_name("r.h5.partial")
+    with h5py.File(partial, "a") as f:  # what a kill can leave: the root and its attributes readable, a dataset not
+        del f["images"]
+    monkeypatch.setattr(build_module.GalaxyFileWriter, "append", real)
+    lines: list[str] = []
+    summary = build(config, report=lines.append)
+    assert summary.resumed_from == 0 and summary.n_written > 0
+    assert any("cannot be read" in line and "starting again" in line for line in lines), lines
+    with h5py.File(out) as f:
+        assert f["images"].shape[0] == summary.n_written
