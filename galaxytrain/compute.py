@@ -7,8 +7,9 @@ wrong one costs several times the training time:
   by itself only on CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX; an
   AVX2-only CPU gets Eigen's. `prefer_onednn` asks for oneDNN everywhere
   (before TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=0 still says no):
-  galaxy_parts trained 1.8x faster with them on this project's AMD EPYC
-  limited to AVX2 (bench/RESULTS.md).
+  galaxy_parts trained 1.8x (a bare step) to 2.5x (`fit --recipe best`)
+  faster with them on this project's AMD EPYC limited to AVX2
+  (bench/RESULTS.md).
 - **Mixed precision only on units built for it** (`choose_precision`).
   Emulated it costs far more than it saves: on a 2-core AMD EPYC with AVX2
   only, galaxy_parts trained at 3 images/s in bfloat16 against 22 in float32
@@ -158,11 +159,6 @@ def choose_precision(requested: bool | None, gpus: Sequence[tuple[int, int] | No
         return Precision("mixed_bfloat16", f"the CPU runs bfloat16 natively ({native})")
     return Precision("float32", "the CPU has no native bfloat16 (no AMX, AVX512_BF16 or Arm BF16 among its "
                                 "flags), where mixed precision runs several times slower")
-
-
-def precision_here(requested: bool | None) -> Precision:
-    """`choose_precision` on this machine's GPUs and CPU."""
-    return choose_precision(requested, gpu_compute_capabilities(), cpu_bfloat16_units())
 
 
 def natively_fast(policy: str, gpus: Sequence[tuple[int, int] | None], cpu_units: Sequence[str]) -> bool:

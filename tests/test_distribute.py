@@ -287,9 +287,11 @@ def test_mirrored_on_two_logical_cpus_trains_like_two_workers(two_workers, data_
         assert abs(one["val_rmse"] - two["val_rmse"]) < 1e-5, (one, two)
 
 
-def test_workers_with_other_options_all_stop_in_one_line_instead_of_hanging(data_file, tmp_path):
+@pytest.mark.parametrize("extra", [("--learning-rate", "0.01"), ("--epochs", str(EPOCHS + 1))])
+def test_workers_with_other_options_all_stop_in_one_line_instead_of_hanging(data_file, tmp_path, extra):
+    """Other --epochs too: found before the first step, not after one worker had finished."""
     errors = _finish(_start_workers(data_file, tmp_path / "run", tmp_path / "rows", 2,
-                                    worker_1_extra=("--learning-rate", "0.01")), code=1)
+                                    worker_1_extra=extra), code=1)
     for err in errors:
         lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
         assert len(lines) == 1 and "TF_CONFIG" in lines[0] and "other options" in lines[0], err[-2000:]

@@ -174,8 +174,10 @@ def _fit_distributed(config: FitConfig, log: Log) -> FitResult:
 def _training_key(config: FitConfig, data: TrainingData) -> dict:
     """What must be equal in every worker of one training (paths may differ between machines)."""
     record = data.record
-    return {"config": config.resume_key(), "data": {k: record["data"][k] for k in DATA_KEYS},
-            "split": record["split"], "distribute": record["distribute"], "precision": record["gpu"]["policy"]}
+    # The epochs too: a worker told to stop earlier would leave the others waiting in a collective.
+    return {"config": config.resume_key(), "epochs": config.epochs,
+            "data": {k: record["data"][k] for k in DATA_KEYS}, "split": record["split"],
+            "distribute": record["distribute"], "precision": record["gpu"]["policy"]}
 
 
 def _train_distributed(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: TrainingData, strategy,
