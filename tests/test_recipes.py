@@ -120,3 +120,12 @@ def test_recipes_command_lists_them():
     for name in RECIPES:
         assert f"{name}:" in result.stdout
     assert "--model vgg6" in result.stdout and "--head tree" in result.stdout
+
+
+def test_best_150_is_best_trained_longer_on_best_s_file():
+    """The slower recipe differs from best in its epochs alone and trains on the file best builds."""
+    best, long = get_recipe("best"), get_recipe("best-150")
+    assert {k: v for k, v in long.options.items() if k != "epochs"} == \
+        {k: v for k, v in best.options.items() if k != "epochs"}
+    assert long.options["epochs"] > best.options["epochs"] and long.tta == best.tta
+    assert (long.crop, long.size, long.data.name) == (best.crop, best.size, "best")
