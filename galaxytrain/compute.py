@@ -19,12 +19,14 @@ wrong one costs several times the training time:
   (``mixed_bfloat16``) only where its flags name a bfloat16 unit that oneDNN
   uses: ``amx_bf16`` or ``avx512_bf16`` on x86, ``bf16`` on 64-bit Arm; read
   from /proc/cpuinfo (so on other systems the CPU counts as having none),
-  less those that ONEDNN_MAX_CPU_ISA hides; everything else in float32.
+  less those that ONEDNN_MAX_CPU_ISA hides, and none without oneDNN;
+  everything else in float32.
   Variables and the model's outputs stay float32 under either mixed policy.
 - **Prediction in the model's precision where it is native** (`inference_policy`):
   a model trained in bfloat16 predicts in float32 on a CPU without the units.
 - **XLA off on a CPU** (`choose_jit_compile`): measured per model, it lost
-  for every one (galaxy_parts 0.5-0.6x, vgg6 0.1-0.4x, galaxy_cnn 0.6-1.0x;
+  for every one, in float32 and bfloat16, with oneDNN at AVX-512 or AVX2
+  (galaxy_parts 0.28-0.66x, vgg6 0.09-0.19x, galaxy_cnn 0.43-0.64x;
   bench/bench_train_speed.py). On a GPU Keras decides ("auto").
 """
 
@@ -90,13 +92,20 @@ _ISA_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512
 _ISA_WITHOUT_AMX = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512")
 
 
-def cpu_bfloat16_units(cpuinfo: str | None = None, max_isa: str | None = None) -> tuple[str, ...]:
+def cpu_bfloat16_units(cpuinfo: str | None = None, max_isa: str | None = None,
+                       onednn: bool | None = None) -> tuple[str, ...]:
     """The CPU's bfloat16 units among CPU_BFLOAT16_FLAGS that oneDNN may use; () without /proc/cpuinfo.
 
     oneDNN's ONEDNN_MAX_CPU_ISA (read from the environment when `max_isa`
     is None) hides the units above it: with AVX2 a bfloat16 CPU computes
     as an AVX2-only one does, which is how such a CPU is imitated here.
+    Without oneDNN (`onednn` False; None: TF_ENABLE_ONEDNN_OPTS=0 in the
+    environment says so) TensorFlow's Eigen kernels use none of them.
     """
+    if onednn is None:
+        onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() not in ("0", "false", "False")
+    if not onednn:
+        return ()
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
