@@ -146,7 +146,7 @@ def choose_precision(requested: bool | None, gpus: Sequence[tuple[int, int] | No
     the reason saying that it is emulated and slow.
     """
     if gpus:
-        fast = all(c is not None and c >= MIN_FLOAT16_CAPABILITY for c in gpus)
+        fast = _tensor_cores(gpus)
         shown = ", ".join("compute capability unknown" if c is None else f"compute capability {c[0]}.{c[1]}"
                           for c in gpus)
         if requested is False:
@@ -175,8 +175,12 @@ def natively_fast(policy: str, gpus: Sequence[tuple[int, int] | None], cpu_units
     if policy == "float32":
         return True
     if gpus:
-        return policy == "mixed_float16" and all(c is not None and c >= MIN_FLOAT16_CAPABILITY for c in gpus)
+        return policy == "mixed_float16" and _tensor_cores(gpus)
     return policy == "mixed_bfloat16" and bool(cpu_units)
+
+
+def _tensor_cores(gpus: Sequence[tuple[int, int] | None]) -> bool:
+    return all(c is not None and c >= MIN_FLOAT16_CAPABILITY for c in gpus)
 
 
 def training_precision(requested: bool | None, resumed_policy: str | None = None,

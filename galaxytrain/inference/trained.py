@@ -10,7 +10,7 @@ from galaxyprep import GalaxyFile, InputError
 
 from ..compute import inference_policy
 from ..data import Normalization
-from ..models import load_model_for_prediction, saved_policy
+from ..models import load_model_for_prediction
 from ..run_dir import RunDir
 
 
@@ -91,7 +91,7 @@ def protected_paths(runs: Sequence[Path], data: str | Path | None) -> list[tuple
 
 def _load(path: Path):
     """The model, computing in its own precision where this hardware runs it natively, else in float32."""
-    return load_model_for_prediction(path, inference_policy(saved_policy(path)))
+    return load_model_for_prediction(path, inference_policy)
 
 
 def as_runs(run: str | Path | Sequence[str | Path]) -> list[Path]:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import keras
 
@@ -24,47 +26,74 @@ def load_model(path: str | Path, compile: bool = True) -> keras.Model:
     prediction needs none of them. Importing this package registered every
     model family's custom layers.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "no such model file")
-    if not zipfile.is_zipfile(path):
-        raise InputError(path, "not a .keras model file (not a zip archive): damaged or not written by Keras 3")
-    try:
+    path = _checked_file(path)
+    with _load_errors(path):
         return keras.models.load_model(path, custom_objects={"GalaxyTreeHead": GalaxyTreeHead}, compile=compile)
-    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(path, f"cannot load the model ({reason})") from None
 
 
 def saved_policy(path: str | Path) -> str:
     """The mixed-precision policy a .keras file's layers compute in, or "float32"."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            config = json.loads(zf.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return "float32"
-    found = {name for name in _policy_names(config) if name.startswith("mixed_")}
-    return found.pop() if len(found) == 1 else "float32"
+    return _mixed_policy(_saved_config(Path(path)))
 
 
-def load_model_for_prediction(path: str | Path, policy: str | None = None) -> keras.Model:
+def load_model_for_prediction(path: str | Path,
+                              choose_policy: Callable[[str], str] | None = None) -> keras.Model:
     """The model with its tree normalisation on (a checkpoint of a warm-up epoch was saved with it off).
 
-    `policy`: compute in this dtype policy instead of the saved one, e.g.
+    `choose_policy` maps the saved policy to the one to compute in, e.g.
     float32 for a model trained in bfloat16 on a CPU without bfloat16
     units, where emulated bfloat16 is several times slower. The weights are
     float32 under any policy, so only the rounding of the computation moves.
     """
-    saved = saved_policy(path)
-    if policy is None or policy == saved:
+    path = _checked_file(path)
+    config = _saved_config(path)
+    saved = _mixed_policy(config)
+    policy = saved if choose_policy is None else choose_policy(saved)
+    if policy == saved:
         model = load_model(path, compile=False)
-    else:
-        model = _load_in_policy(Path(path), saved, policy)
+    else:  # the architecture with each layer of the saved policy in `policy`, then the file's weights
+        with _load_errors(path):
+            model = keras.models.model_from_json(json.dumps(_with_policy(config, saved, policy)),
+                                                 custom_objects={"GalaxyTreeHead": GalaxyTreeHead})
+            model.load_weights(path)
     try:
         set_normalize(model, True)
     except ValueError:  # no tree head: nothing to switch
         pass
     return model
+
+
+def _checked_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such model file")
+    if not zipfile.is_zipfile(path):
+        raise InputError(path, "not a .keras model file (not a zip archive): damaged or not written by Keras 3")
+    return path
+
+
+@contextmanager
+def _load_errors(path: Path) -> Iterator[None]:
+    """Keras' and the file's errors while loading `path` as one InputError line."""
+    try:
+        yield
+    except (OSError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, f"cannot load the model ({reason})") from None
+
+
+def _saved_config(path: Path) -> dict:
+    """The architecture a .keras file holds ({} where it cannot be read: loading then says why)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
+
+
+def _mixed_policy(config: dict) -> str:
+    found = {name for name in _policy_names(config) if name.startswith("mixed_")}
+    return found.pop() if len(found) == 1 else "float32"
 
 
 def _policy_names(node):
@@ -87,14 +116,3 @@ def _with_policy(node, old: str, new: str):
     if isinstance(node, list):
         return [_with_policy(v, old, new) for v in node]
     return node
-
-
-def _load_in_policy(path: Path, saved: str, policy: str) -> keras.Model:
-    """The architecture with each layer of the `saved` policy in `policy`, then the file's weights."""
-    load_model(path, compile=False)  # the file's problems reported as load_model reports them
-    with zipfile.ZipFile(path) as zf:
-        config = json.loads(zf.read("config.json"))
-    model = keras.models.model_from_json(json.dumps(_with_policy(config, saved, policy)),
-                                         custom_objects={"GalaxyTreeHead": GalaxyTreeHead})
-    model.load_weights(path)
-    return model
