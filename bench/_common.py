@@ -72,7 +72,7 @@ def repeated_labels(copies: int) -> Path:
 def build_file(images: Path, out: Path, labels: Path | None = None, size: int = 96, crop: int = 200,
                limit: int | None = None, ids_file: Path | None = None) -> Path:
     """A galaxyprep file for a bench, built once and reused."""
-    from galaxyprep.build import BuildConfig, build
+    from galaxyprep.builder import BuildConfig, build
 
     if not out.exists():
         build(BuildConfig(images=images, out=out, labels=labels, size=size, crop=crop, limit=limit, ids_file=ids_file))

@@ -4,12 +4,13 @@ What other packages (galaxytrain, the benches) may use is exported here;
 every other module is the package's own business.
 """
 
+from .api import build, build_config
 from .atomic import atomic_write, jsonable, write_json_atomic, write_text_atomic
-from .build import BuildConfig, BuildSummary
-from .build import build as build_galaxy_file  # not `build`: that name is the module galaxyprep.build
+from .builder import BuildConfig, BuildSummary
+from .builder import build as build_galaxy_file  # a BuildConfig's build; `build` takes the options
 from .errors import InputError
 from .galaxy_file import GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file
-from .kernels import normalize_batch, normalize_batch_serial
+from .kernels import crop_resize, normalize_batch, normalize_batch_serial
 from .outputs import check_output, exclusive_lock, same_path
 from .progress import Progress
 from .recipes import DATA_RECIPES, DataRecipe, data_recipe
@@ -43,8 +44,11 @@ __all__ = [
     "Progress",
     "__version__",
     "atomic_write",
+    "build",
+    "build_config",
     "build_galaxy_file",
     "check_output",
+    "crop_resize",
     "data_recipe",
     "exclusive_lock",
     "same_path",

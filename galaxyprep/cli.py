@@ -8,9 +8,9 @@ from typing import Optional
 
 import typer
 
-from .build import BuildConfig
+from .builder import BuildConfig
 from .errors import InputError
-from .recipes import DATA_RECIPES, data_recipe
+from .recipes import DATA_RECIPES
 from .version import __version__
 
 # Plain help (no rich markup, which ate every "[default: ...]"), wide enough for the option texts.
@@ -90,17 +90,15 @@ def build(
                                           "virtual datasets over OUT.parts/."),
 ) -> None:
     """Build a chunked HDF5 training (with --labels) or test set from the Kaggle JPEGs."""
-    from .build import build as run_build
+    from .api import build_config
+    from .builder import build as run_build
     from .progress import Progress
 
-    chosen = data_recipe(recipe) if recipe is not None else None
-    config = BuildConfig(images=images, out=out, labels=labels,
-                         crop=crop if crop is not None else chosen.crop if chosen else _BUILD.crop,
-                         size=size if size is not None else chosen.size if chosen else _BUILD.size,
-                         workers=workers, limit=limit, ids_file=ids, on_error=on_error, resume=resume,
-                         compression=compression, chunk_images=chunk_images, batch_size=batch_size,
-                         dct_scaling=dct_scaling, direct_io=direct_io, overwrite=overwrite, crop_decode=crop_decode,
-                         scheduler=scheduler, shard_images=shard_images, consolidate=consolidate)
+    config = build_config(images, out, labels, recipe=recipe, crop=crop, size=size, workers=workers, limit=limit,
+                          ids_file=ids, on_error=on_error, resume=resume, compression=compression,
+                          chunk_images=chunk_images, batch_size=batch_size, dct_scaling=dct_scaling,
+                          direct_io=direct_io, overwrite=overwrite, crop_decode=crop_decode, scheduler=scheduler,
+                          shard_images=shard_images, consolidate=consolidate)
     meter: list[Progress] = []
 
     def advance(done: int, total: int) -> None:

@@ -40,7 +40,7 @@ from .sources import ImageSource, Labels, Problem
 from .version import __version__
 
 if TYPE_CHECKING:  # build imports this module
-    from .build import BuildConfig, BuildSummary
+    from .builder import BuildConfig, BuildSummary
 
 #: A shard per this many images at least, and at most (a few hundred shards for any Galaxy Zoo set).
 SHARD_IMAGES_MIN, SHARD_IMAGES_MAX = 1024, 65536
@@ -190,7 +190,7 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
                      plan: DecodePlan, problems: list[Problem], config: BuildConfig, summary: BuildSummary,
                      say: Callable[[str], None], progress: Callable[[int, int], None] | None) -> None:
     """Build OUT from shards decoded on a Dask cluster; fills in `summary` as a plain build does."""
-    from .build import build_key, file_attrs, file_layout
+    from .builder import build_key, file_attrs, file_layout
 
     out = Path(config.out)
     parts = parts_folder(out).resolve()

@@ -215,3 +215,24 @@ def normalize_batch_serial(images, mean, inv_std, out):
     """
     for b in range(images.shape[0]):
         _normalize_one(images, b, mean, inv_std, out)
+
+
+def crop_resize(images: np.ndarray, crop: int, size: int) -> np.ndarray:
+    """The centre `crop` pixels of each image, area-averaged to `size` x `size`: a build's geometry, on arrays.
+
+    For images already decoded (a notebook's array): (N, H, W, 3) uint8 in,
+    (N, size, size, 3) uint8 out, through the same kernel as a build.
+    """
+    images = np.ascontiguousarray(images)
+    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+        raise ValueError(f"expected (N, H, W, 3) uint8 images, got {images.dtype} {images.shape}")
+    n, h, w, _ = images.shape
+    if not 0 < size <= crop <= min(h, w):
+        raise ValueError(f"need 0 < size ({size}) <= crop ({crop}) <= the images' side ({min(h, w)})")
+    plan = plan_area_resample((h - crop) / 2, (w - crop) / 2, crop, crop, h, w, size, size)
+    out = np.empty((n, size, size * 3), dtype=np.uint8)
+    sums = np.zeros((n, 6), dtype=np.float64)
+    if n:
+        resample_area(images.reshape(n, h, w * 3), plan.y_first, plan.y_weights, plan.x_weights, plan.x_runs, out,
+                      sums)
+    return out.reshape(n, size, size, 3)

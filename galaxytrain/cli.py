@@ -185,13 +185,29 @@ def fit(
     _run(action, _FIT_INTERRUPTED)
 
 
+_RUN_HELP = "Run directory (or a .keras file); repeat it to average several (an ensemble)."
+_PRETRAINED_HELP = "Or a model shipped with galaxytrain, by name (galaxytrain models): no training needed."
+_PROGRESS_HELP = "A live count of the galaxies predicted, on stderr."
+
+
+def _sources(run: Optional[List[Path]], pretrained: Optional[str]) -> list:
+    """--run folders and a --pretrained name as the models inference takes (Paths are runs, a str a name)."""
+    sources: list = list(run or [])
+    if pretrained is not None:
+        sources.append("pretrained:" + pretrained)
+    if not sources:
+        raise InputError("--run/--pretrained", "give a run directory (--run) or a shipped model (--pretrained best)")
+    return sources
+
+
 @app.command()
 def score(
-    run: List[Path] = typer.Option(..., "--run", help="Run directory (or a .keras file); repeat it to score "
-                                                     "the average of several (an ensemble)."),
-    data: Path = typer.Option(..., "--data", help="Labelled galaxyprep file to score on (built like the run's)."),
+    data: Path = typer.Option(..., "--data", help="Labelled galaxyprep file to score on (built like the model's)."),
+    run: Optional[List[Path]] = typer.Option(None, "--run", help=_RUN_HELP),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help=_PRETRAINED_HELP),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON report to write. [default: "
-                                                                 "<run>/report.json]"),
+                                                                 "<run>/report.json; --pretrained NAME: "
+                                                                 "NAME-report.json here]"),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Folder for the plots. [default: "
                                                                "<report>_plots beside the report]"),
     tta: Optional[int] = typer.Option(None, "--tta", help=_TTA_HELP),
@@ -199,44 +215,52 @@ def score(
                                    show_default=True),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --report that is not a "
                                                               "score report."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=_PROGRESS_HELP, show_default=True),
 ) -> None:
     """Score a trained model: RMSE, per-question accuracy, ROC AUC, leaderboard place."""
 
     def action() -> None:
         from .inference import score_run
 
-        first = run[0]
-        target = report if report is not None else (first if first.is_dir() else first.parent) / "report.json"
-        score_run(run, data, target, plots_dir=plots, tta=tta, batch_size=batch_size, log=_echo,
-                  overwrite=overwrite)
+        sources = _sources(run, pretrained)
+        first = sources[0]
+        if report is not None:
+            target = report
+        elif isinstance(first, Path):
+            target = (first if first.is_dir() else first.parent) / "report.json"
+        else:
+            target = Path(f"{pretrained}-report.json")
+        score_run(sources, data, target, plots_dir=plots, tta=tta, batch_size=batch_size, log=_echo,
+                  overwrite=overwrite, progress=progress)
 
     _run(action)
 
 
 @app.command()
 def predict(
-    run: List[Path] = typer.Option(..., "--run", help="Run directory (or a .keras file); repeat it to average "
-                                                     "several (an ensemble)."),
     out: Path = typer.Option(..., "--out", help="File to write: a Kaggle submission CSV, or HDF5 (--format)."),
+    run: Optional[List[Path]] = typer.Option(None, "--run", help=_RUN_HELP),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help=_PRETRAINED_HELP),
     data: Optional[Path] = typer.Option(None, "--data", help="galaxyprep file of the images (labels not needed), "
-                                                             "built like the run's."),
+                                                             "built like the model's."),
     images: Optional[Path] = typer.Option(None, "--images", help="Or a folder or zip of <GalaxyID>.jpg, decoded "
-                                                                 "with galaxyprep at the run's crop and size."),
-    format: OutputFormat = typer.Option("csv", "--format", help="csv: the Kaggle submission; hdf5: ids, the 37 columns "
-                                                       "and (tta > 1) their spread over the views.",
-                               show_default=True),
+                                                                 "with galaxyprep at the model's crop and size."),
+    format: OutputFormat = typer.Option("csv", "--format", help="csv: the Kaggle submission; hdf5: ids, the 37 "
+                                                                "columns and (tta > 1) their spread over the views.",
+                                        show_default=True),
     tta: Optional[int] = typer.Option(None, "--tta", help=_TTA_HELP),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per prediction call (memory, not results).",
                                    show_default=True),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out of another kind."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=_PROGRESS_HELP, show_default=True),
 ) -> None:
     """Predict every galaxy of a file or of a folder/zip of JPEGs: a Kaggle submission or an HDF5 catalogue."""
 
     def action() -> None:
         from .inference import predict_submission
 
-        predict_submission(run, data, out, tta=tta, batch_size=batch_size, log=_echo, overwrite=overwrite,
-                           images=images, format=format)
+        predict_submission(_sources(run, pretrained), data, out, tta=tta, batch_size=batch_size, log=_echo,
+                           overwrite=overwrite, images=images, format=format, progress=progress)
 
     _run(action)
 
@@ -266,13 +290,17 @@ def _flag(name: str, value) -> str:
 
 @app.command("models")
 def list_models() -> None:
-    """List the model names --model accepts."""
+    """List the architectures --model accepts and the trained models --pretrained accepts."""
 
     def action() -> None:
         from .models import available_models
+        from .models.pretrained import shipped_models
 
-        for name in available_models():
-            _echo(name)
+        _echo("architectures (fit --model): " + ", ".join(available_models()))
+        shipped = shipped_models()
+        _echo("trained, shipped with galaxytrain (predict/score --pretrained):" + ("" if shipped else " none"))
+        for name, model in shipped.items():
+            _echo(f"  {name}: {model.summary} ({model.card_path})")
 
     _run(action)
 

@@ -9,7 +9,7 @@ run it (epochs may grow, workers, GPU options and the precision may change).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from galaxyprep import InputError
@@ -61,8 +61,10 @@ class FitConfig:
     lr_schedule: LrSchedule = "constant"
     #: Decoupled weight decay (AdamW) when > 0; plain Adam at 0.
     weight_decay: float = 0.0
-    #: The named recipe the other values started from (galaxytrain.recipes), for the record.
-    recipe: str | None = None
+    #: The named recipe the other values started from, for the record. Not an argument: only
+    #: `galaxytrain.recipes.resolve_fit_config` (behind ``fit --recipe`` and ``galaxytrain.fit(recipe=...)``)
+    #: sets it, after filling in the recipe's values, so that a record never names a recipe it did not train.
+    recipe: str | None = field(default=None, init=False)
     #: Train a recipe on a file built with another crop or size than the recipe's (said in the log).
     allow_other_build: bool = False
     #: A folder for TensorBoard's event files (every epoch's metrics and learning rate); None: none.
@@ -140,8 +142,10 @@ class FitConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "FitConfig":
         """Inverse of `to_dict`; keys this version does not know are dropped."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        names = {f.name for f in fields(cls) if f.init}
+        config = cls(**{k: v for k, v in d.items() if k in names})
+        config.recipe = d.get("recipe")  # a record's own word, written by a resolved config
+        return config
 
     def resume_key(self) -> dict:
         """The options that identify the training (see RESUME_KEYS)."""

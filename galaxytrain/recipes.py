@@ -103,7 +103,9 @@ def resolve_fit_config(recipe: str | None, data: str | Path, out: str | Path, **
         if given.get("head", values.get("head")) != "tree" and "tree_warmup_epochs" not in given:
             values["tree_warmup_epochs"] = 0
     values.update(given)
-    return FitConfig(data=data, out=out, recipe=recipe, **values)
+    config = FitConfig(data=data, out=out, **values)
+    config.recipe = recipe
+    return config
 
 
 def check_recipe_data(recipe: Recipe, crop: int, size: int, path, source: str = "", labels_source: str = "",

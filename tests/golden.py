@@ -170,7 +170,7 @@ def run_builds(folder: Path, shared_gz: Path | None) -> dict:
     inside `folder` on relative paths (the real images through links): the
     bytes then depend on nothing but the inputs and the code.
     """
-    from galaxyprep.build import BuildConfig, build
+    from galaxyprep.builder import BuildConfig, build
     from galaxyprep.synth import synthesize
 
     found = {}

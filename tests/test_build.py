@@ -17,7 +17,7 @@ import pytest
 import simplejpeg
 from PIL import Image
 
-from galaxyprep.build import BuildConfig, build
+from galaxyprep.builder import BuildConfig, build
 from galaxyprep.cli import main
 from galaxyprep.decode import make_plan, decode_into
 from galaxyprep.errors import InputError

@@ -139,7 +139,7 @@ def test_kill_9_mid_training_then_the_same_command_resumes(make_galaxy_file, tmp
 
 @pytest.mark.slow
 def test_synthetic_galaxies_train_below_the_mean_predictor(tmp_path):
-    from galaxyprep.build import BuildConfig, build
+    from galaxyprep.builder import BuildConfig, build
     from galaxyprep.synth import synthesize
 
     syn = synthesize(tmp_path / "synth", 800, n_test=40, seed=11, size=128)

@@ -13,7 +13,7 @@ import simplejpeg
 
 from conftest import REPO, SHARED_GZ
 from galaxyprep import decode
-from galaxyprep.build import BuildConfig, build
+from galaxyprep.builder import BuildConfig, build
 from galaxyprep.decode import DecodeError, decode_into, make_plan, window_decoder_available
 
 pytestmark = pytest.mark.skipif(not window_decoder_available(), reason="the window decoder was not built")

@@ -1,9 +1,9 @@
-"""Predictions of trained runs for every galaxy of a file, averaged over test-time views and runs.
+"""Predictions of trained models for every galaxy of a file, of JPEGs, or of an array, averaged over views and models.
 
-The file is read in order, in contiguous slices, through the same pipeline
-as training batches (`GalaxyBatches` with a `TestTimeViews` view), and
-normalized with the mean and std of the *training* file (from the run's
-config.json), so that a test file built separately is fed exactly as the
+Images are read in order, in contiguous slices, and go through the same
+two steps as a training batch (the `TestTimeViews` view, then the
+normalisation), with the mean and std of the *training* file (from the
+model's record), so that a test file built separately is fed exactly as the
 training images were. A model trained on views smaller than the stored
 images (fit's ``--input-size``) sees the same centre view here that its
 validation saw.
@@ -11,18 +11,18 @@ validation saw.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import N_CLASSES, GalaxyFile, InputError
+from galaxyprep import CLASS_NAMES, N_CLASSES, BuildConfig, GalaxyFile, InputError, build_galaxy_file, crop_resize
 
-from ..data import GalaxyBatches, Normalization, TestTimeViews
+from ..data import Normalization, TestTimeViews
 from ..data.views import check_tta
-from ..recipes import RECIPES, get_recipe
-from .trained import TrainedRun, load_run, run_record
+from .trained import (ModelSource, TrainedModel, check_same_build, load, record_of, record_tta, stack_images)
 
 
 def predict_file(model, data: str | Path | GalaxyFile, tta: int = 1, batch_size: int = 64, *,
@@ -38,105 +38,196 @@ def predict_file(model, data: str | Path | GalaxyFile, tta: int = 1, batch_size:
     the model's answer depends on the galaxy's orientation.
     """
     check_tta(tta)
-    if batch_size < 1:
-        raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
     f = data if isinstance(data, GalaxyFile) else GalaxyFile(data)
     try:
-        size = _model_size(model, f, source_size)
-        batches = GalaxyBatches(f, batch_size=batch_size, shuffle=False, labels=False,
-                                view=TestTimeViews(size, tta), normalize=normalization or True)
-        ids = f.ids
-        preds = np.empty((len(ids), N_CLASSES), dtype=np.float32)
-        spreads = np.empty((len(ids), N_CLASSES), dtype=np.float32) if spread else None
-        # Every call gets a full batch (the last one padded, the padding's outputs dropped),
-        # so that the predict function is traced once.
-        rows = min(batch_size, max(len(ids), 1))
-        for index in range(len(batches)):
-            lo = index * batch_size
-            k = min(lo + batch_size, len(ids)) - lo
-            x = batches[index].reshape(tta, k, size, size, 3)
-            if k < rows:
-                x = np.concatenate([x, np.zeros((tta, rows - k, size, size, 3), dtype=x.dtype)], axis=1)
-            p = np.asarray(model.predict_on_batch(x.reshape(tta * rows, size, size, 3)), dtype=np.float32)
-            views = p.reshape(tta, rows, -1)[:, :k]
-            preds[lo:lo + k] = views.mean(axis=0)
-            if spreads is not None:
-                spreads[lo:lo + k] = views.std(axis=0)
-            if progress is not None:
-                progress(lo + k, len(ids))
-        return (ids.copy(), preds, spreads) if spread else (ids.copy(), preds)
+        size = _model_size(model, f.path, f.size, source_size)
+        norm = normalization or Normalization(*f.normalization)
+        preds, spreads = _predict_rows(model, f.images, len(f.ids), size, tta, batch_size, norm, progress, spread)
+        return (f.ids.copy(), preds, spreads) if spread else (f.ids.copy(), preds)
     finally:
         if f is not data:
             f.close()
 
 
-def _model_size(model, f: GalaxyFile, source_size: int | None) -> int:
-    """The model's input side, checked against the file's images (one line if they cannot meet)."""
+def _predict_rows(model, read: Callable[[int, int], np.ndarray], n: int, size: int, tta: int, batch_size: int,
+                  normalization: Normalization, progress: Callable[[int, int], None] | None, spread: bool):
+    """(N, 37) means (and stds) over the views of rows read in contiguous slices: the view, then normalisation.
+
+    The same two steps, in the same order, as a training batch's
+    (`GalaxyBatches` with a `TestTimeViews` view).
+    """
+    if batch_size < 1:
+        raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
+    view = TestTimeViews(size, tta)
+    preds = np.empty((n, N_CLASSES), dtype=np.float32)
+    spreads = np.empty((n, N_CLASSES), dtype=np.float32) if spread else None
+    # Every call gets a full batch (the last one padded, the padding's outputs dropped),
+    # so that the predict function is traced once.
+    rows = min(batch_size, max(n, 1))
+    for lo in range(0, n, batch_size):
+        k = min(lo + batch_size, n) - lo
+        x = normalization(view(read(lo, lo + k))).reshape(tta, k, size, size, 3)
+        if k < rows:
+            x = np.concatenate([x, np.zeros((tta, rows - k, size, size, 3), dtype=x.dtype)], axis=1)
+        p = np.asarray(model.predict_on_batch(x.reshape(tta * rows, size, size, 3)), dtype=np.float32)
+        views = p.reshape(tta, rows, -1)[:, :k]
+        preds[lo:lo + k] = views.mean(axis=0)
+        if spreads is not None:
+            spreads[lo:lo + k] = views.std(axis=0)
+        if progress is not None:
+            progress(lo + k, n)
+    return preds, spreads
+
+
+def _model_size(model, path, stored: int, source_size: int | None) -> int:
+    """The model's input side, checked against the stored images' (one line if they cannot meet)."""
     expected = tuple(model.input_shape[1:])
     size = int(expected[0])
-    is_view = source_size == f.size and size < f.size
-    if expected[2] != 3 or expected[0] != expected[1] or (size != f.size and not is_view):
+    is_view = source_size == stored and size < stored
+    if expected[2] != 3 or expected[0] != expected[1] or (size != stored and not is_view):
         wanted = source_size if source_size is not None else size
-        raise InputError(f.path, f"images are {f.size}x{f.size}x3 but the model takes "
-                                 f"{'x'.join(str(v) for v in expected)}; rebuild the file with --size {wanted}")
+        raise InputError(path, f"images are {stored}x{stored}x3 but the model takes "
+                               f"{'x'.join(str(v) for v in expected)}; rebuild the file with --size {wanted}")
     return size
 
 
 @dataclass
 class Predictions:
-    """What `predict_runs` found: one row per galaxy of the file, in file order."""
+    """One row per galaxy, in the order of the input: GalaxyIDs, and the 37 answers averaged over views and models."""
 
     ids: np.ndarray
-    mean: np.ndarray            # (N, 37): the average over the runs and their test-time views
-    spread: np.ndarray | None   # (N, 37): std over the test-time views, averaged over the runs; None at tta 1
-    runs: list[TrainedRun]
+    mean: np.ndarray            # (N, 37): the average over the models and their test-time views
+    spread: np.ndarray | None   # (N, 37): std over the test-time views, averaged over the models; None at tta 1
+    models: list[TrainedModel]
     tta: int
 
+    def to_frame(self, clip: bool = True):
+        """A pandas DataFrame indexed by GalaxyID with Kaggle's 37 columns (clipped to [0, 1], as submitted)."""
+        import pandas as pd
 
-def predict_runs(runs: Sequence[str | Path], data: str | Path | GalaxyFile, tta: int | None = None,
-                 batch_size: int = 64) -> Predictions:
-    """The average prediction of one or more trained runs (an ensemble), each over `tta` views.
+        values = np.clip(self.mean, 0.0, 1.0) if clip else self.mean
+        return pd.DataFrame(values, index=pd.Index(self.ids, name="GalaxyID"), columns=list(CLASS_NAMES))
 
-    `tta` None: the test-time views the first run's recipe was measured
-    with (1 without a recipe). Each run must have been trained on files of
-    this file's crop and size. Models are loaded and applied one at a time,
-    so an ensemble needs the memory of one model.
+
+def predict_runs(sources: Sequence[ModelSource], data: str | Path | GalaxyFile, tta: int | None = None,
+                 batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> Predictions:
+    """The average prediction of one or more trained models (an ensemble) on a galaxyprep file.
+
+    `tta` None: the test-time views the first model's recipe was measured
+    with (1 without a recipe). Each model must have been trained on files of
+    this file's crop and size. Models named by path are loaded and applied
+    one at a time, so an ensemble needs the memory of one model; a loaded
+    `TrainedModel` is used as it is and kept.
     """
-    tta = default_tta(runs) if tta is None else tta
+    tta = record_tta(record_of(sources[0])) if tta is None else tta
+    check_tta(tta)
     f = data if isinstance(data, GalaxyFile) else GalaxyFile(data)
     try:
-        total, spread, trained_runs = None, None, []
-        for run in runs:
-            trained = load_run(run)
-            check_same_build(trained, f)
-            ids, preds, views = predict_file(trained.model, f, tta, batch_size, normalization=trained.normalization,
-                                             source_size=trained.source_size, spread=True)
-            total = preds.astype(np.float64) if total is None else total + preds
-            spread = views.astype(np.float64) if spread is None else spread + views
-            trained.input_size = int(trained.model.input_shape[1])
-            trained.model = None  # free it before the next one
-            trained_runs.append(trained)
+        size_of = lambda trained: _model_size(trained.model, f.path, f.size, trained.source_size)  # noqa: E731
+        return _ensemble(sources, tta, len(f.ids), f.ids, f.images, size_of, batch_size, progress,
+                         check=lambda trained: check_same_build(trained, f),
+                         own_normalization=lambda: Normalization(*f.normalization))
     finally:
         if f is not data:
             f.close()
-    n = len(trained_runs)
-    return Predictions(ids, (total / n).astype(np.float32), (spread / n).astype(np.float32) if tta > 1 else None,
-                       trained_runs, tta)
 
 
-def default_tta(runs: Sequence[str | Path]) -> int:
-    """The test-time views of the first run's recipe (what its accuracy was measured with); 1 without one."""
-    name = run_record(runs[0]).get("config", {}).get("recipe")
-    return get_recipe(name).tta if name in RECIPES else 1
+def predict_array(sources: Sequence[ModelSource], images, tta: int | None = None, batch_size: int = 64,
+                  ids: Sequence[int] | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Predictions:
+    """Predictions for an (N, H, W, 3) uint8 array: frames as the JPEGs decode, or images at the model's size.
+
+    Frames larger than the model's stored images are cut to the centre
+    `crop` pixels and area-averaged to its size (galaxyprep's resample,
+    applied to full decoded frames rather than through the JPEG decoder's
+    DCT scaling, so the pixels can differ from a build's by a rounding).
+    """
+    array = stack_images(images)
+    ids = np.arange(len(array), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
+    if ids.shape != (len(array),):
+        raise InputError("ids", f"give one GalaxyID per image: {len(array)} images, {ids.size} ids")
+    tta = record_tta(record_of(sources[0])) if tta is None else tta
+    check_tta(tta)
+    first = record_of(sources[0]).get("data", {})
+    stored, crop = first.get("image_size"), first.get("crop")
+    if stored is None or crop is None:
+        raise InputError(str(sources[0]), "its record does not say the crop and size it was trained on")
+    stored, crop = int(stored), int(crop)
+    side = array.shape[1]
+    if side != stored:
+        if side < crop:
+            raise InputError("images", f"are {side}x{side}: give frames of at least {crop} pixels (the model's crop "
+                                       f"of the 424-pixel Kaggle frames) or images of {stored}x{stored}")
+        array = crop_resize(array, crop, stored)
+
+    def check(trained: TrainedModel) -> None:
+        data = trained.record.get("data", {})
+        if (data.get("crop"), data.get("image_size")) != (crop, stored):
+            raise InputError(trained.source, f"was trained on --crop {data.get('crop')} --size "
+                                             f"{data.get('image_size')} images, the ensemble's first on --crop "
+                                             f"{crop} --size {stored}; predict with each apart")
+
+    size_of = lambda trained: _model_size(trained.model, "images", stored, trained.source_size)  # noqa: E731
+    return _ensemble(sources, tta, len(array), ids, lambda lo, hi: array[lo:hi], size_of, batch_size, progress,
+                     check)
 
 
-def check_same_build(trained: TrainedRun, f: GalaxyFile) -> None:
-    """Refuse a file of another crop or size than the run's training file: the galaxies would be seen otherwise."""
-    data = trained.record.get("data", {})
-    crop, size = data.get("crop"), data.get("image_size")
-    info = f.info
-    if (crop and info.crop and int(crop) != info.crop) or (size and int(size) != info.size):
-        raise InputError(f.path, f"was built with --crop {info.crop} --size {info.size} ({info.size}x{info.size}x3 "
-                                 f"images), but {trained.run_path} was trained on --crop {crop} --size {size} files "
-                                 f"({size}x{size}x3); rebuild it with `galaxyprep build --crop {crop} --size {size} "
-                                 f"--images ... --out ...`")
+def predict_source(sources: Sequence[ModelSource], source, tta: int | None = None, batch_size: int = 64,
+                   ids: Sequence[int] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Predictions:
+    """Predictions for a galaxyprep file, a folder or zip of JPEGs, or an array of images."""
+    if not isinstance(source, (str, Path)):
+        return predict_array(sources, source, tta, batch_size, ids, progress)
+    if ids is not None:
+        raise InputError("ids", "only an array of images takes ids; files and JPEGs carry their GalaxyIDs")
+    path = Path(source)
+    if path.is_file() and path.suffix.lower() != ".zip":
+        return predict_runs(sources, path, tta, batch_size, progress)
+    with tempfile.TemporaryDirectory(prefix="galaxytrain-images-") as tmp:
+        built = build_for_models(sources, path, Path(tmp) / "images.h5", log=lambda line: None)
+        return predict_runs(sources, built, tta, batch_size, progress)
+
+
+def _ensemble(sources: Sequence[ModelSource], tta: int, n: int, ids: np.ndarray, read, size_of, batch_size: int,
+              progress, check, own_normalization=None) -> Predictions:
+    """Each model's views of every row, averaged; a model without a record's normalisation takes the file's own."""
+    total = spread = None
+    used: list[TrainedModel] = []
+    for index, source in enumerate(sources):
+        trained = load(source)
+        check(trained)
+        norm = trained.normalization
+        if norm is None and own_normalization is not None:
+            norm = own_normalization()
+        elif norm is None:
+            raise InputError(trained.source, "its record has no normalisation (mean, std) of its training file")
+        step = None if progress is None else (lambda done, total_n, i=index: progress(i * n + done, len(sources) * n))
+        preds, views = _predict_rows(trained.model, read, n, size_of(trained), tta, batch_size, norm, step, True)
+        total = preds.astype(np.float64) if total is None else total + preds
+        spread = views.astype(np.float64) if spread is None else spread + views
+        if trained is not source:
+            trained.release()  # loaded here: free it before the next one
+        used.append(trained)
+    k = len(used)
+    return Predictions(np.asarray(ids).copy(), (total / k).astype(np.float32),
+                       (spread / k).astype(np.float32) if tta > 1 else None, used, tta)
+
+
+def build_for_models(sources: Sequence[ModelSource], images: str | Path, out: Path,
+                     log: Callable[[str], None]) -> Path:
+    """A galaxyprep file of `images` (a folder or zip of JPEGs) at the crop and size the models were trained on."""
+    builds = set()
+    for source in sources:
+        data = record_of(source).get("data", {})
+        if not data.get("crop") or not data.get("image_size"):
+            raise InputError(str(source), "its record does not say the crop and size it was trained on; build the "
+                                          "images with `galaxyprep build` and predict with --data")
+        builds.add((int(data["crop"]), int(data["image_size"])))
+    if len(builds) > 1:
+        raise InputError("--run", f"the models were trained on different builds ({sorted(builds)}); predict each "
+                                  "from its own file")
+    crop, size = builds.pop()
+    summary = build_galaxy_file(BuildConfig(images=Path(images), out=out, crop=crop, size=size))
+    log(f"built {summary.n_written:,} images from {images} at --crop {crop} --size {size}"
+        + (f"; left out {len(summary.skipped)} (first: {summary.skipped[0]})" if summary.skipped else ""))
+    return out

@@ -8,30 +8,33 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import GalaxyFile, InputError, check_output, exclusive_lock
+from galaxyprep import GalaxyFile, InputError, Progress, check_output, exclusive_lock
 
 from ..data.views import centre_view
 from ..evaluation import build_report, format_report, gallery_rows, per_galaxy_rmse, write_gallery, write_report
 from ..evaluation.pictures import GALLERY_K
 from .predict import predict_runs
-from .trained import TrainedRun, as_runs, protected_paths
+from .trained import ModelSource, TrainedModel, as_sources, protected_paths
 
 
-def score_run(run: str | Path | Sequence[str | Path], data: str | Path, report_path: str | Path,
+def score_run(run: ModelSource | Sequence[ModelSource], data: str | Path, report_path: str | Path,
               plots_dir: str | Path | None = None, tta: int | None = None, batch_size: int = 64,
-              log: Callable[[str], None] = print, overwrite: bool = False, gallery: int = GALLERY_K) -> dict:
+              log: Callable[[str], None] = print, overwrite: bool = False, gallery: int = GALLERY_K,
+              progress: bool = False) -> dict:
     """Predict a labelled file, report, write JSON (with `rmse`) and the plots.
 
-    Several runs are scored as one ensemble: the average of their predictions.
+    `run`: a run folder, a shipped model's name, a loaded `TrainedModel`,
+    or several (an ensemble, scored as the average of their predictions).
+    `progress`: a live count of the galaxies predicted (stderr).
     ``gallery`` galaxies on each side of ``gallery.png`` (best and worst by
     per-galaxy RMSE); 0 writes no gallery.
     """
     data = Path(data)
     report_path = Path(report_path)
-    runs = as_runs(run)
+    runs = as_sources(run)
     check_output(report_path, protected_paths(runs, data), is_report, "score report (JSON)", overwrite)
     with exclusive_lock(report_path):
-        return _score(runs, data, report_path, plots_dir, tta, batch_size, log, gallery)
+        return _score(runs, data, report_path, plots_dir, tta, batch_size, log, gallery, progress)
 
 
 def is_report(path: Path) -> bool:
@@ -43,8 +46,8 @@ def is_report(path: Path) -> bool:
     return isinstance(report, dict) and {"rmse", "question_accuracy", "leaderboard"} <= set(report)
 
 
-def _score(runs: list[Path], data: Path, report_path: Path, plots_dir: str | Path | None, tta: int | None,
-           batch_size: int, log: Callable[[str], None], gallery: int = GALLERY_K) -> dict:
+def _score(runs: list[ModelSource], data: Path, report_path: Path, plots_dir: str | Path | None, tta: int | None,
+           batch_size: int, log: Callable[[str], None], gallery: int = GALLERY_K, progress: bool = False) -> dict:
     if plots_dir is None:
         plots_dir = report_path.with_name(report_path.stem + "_plots")
     with GalaxyFile(data) as f:
@@ -52,14 +55,15 @@ def _score(runs: list[Path], data: Path, report_path: Path, plots_dir: str | Pat
             raise InputError(data, "has no labels (a test set?); score needs a labelled file; "
                                    "use `galaxytrain predict` for a submission")
         y_true = np.asarray(f.checked_labels(), dtype=np.float64)
-        found = predict_runs(runs, f, tta, batch_size)
-        ids, trained_runs, tta = found.ids, found.runs, found.tta
+        found = with_progress(lambda step: predict_runs(runs, f, tta, batch_size, step), len(runs) * f.n_images,
+                              "score", progress)
+        ids, trained_runs, tta = found.ids, found.models, found.tta
         preds = np.clip(found.mean, 0.0, 1.0)
         trained = trained_runs[0]
         pictures = [_write_gallery(f, ids, y_true, preds, trained, Path(plots_dir), gallery)] if gallery > 0 else []
     cfg = trained.record.get("config", {})
     meta = {
-        "run": str(trained.run_path),
+        "run": trained.source,
         "model_file": str(trained.model_path),
         "ensemble": [str(t.model_path) for t in trained_runs] if len(trained_runs) > 1 else None,
         "model": cfg.get("model"),
@@ -78,7 +82,7 @@ def _score(runs: list[Path], data: Path, report_path: Path, plots_dir: str | Pat
     return report
 
 
-def _write_gallery(f: GalaxyFile, ids: np.ndarray, y_true: np.ndarray, preds: np.ndarray, trained: TrainedRun,
+def _write_gallery(f: GalaxyFile, ids: np.ndarray, y_true: np.ndarray, preds: np.ndarray, trained: TrainedModel,
                    plots_dir: Path, k: int) -> Path:
     """The gallery of the k best and k worst galaxies, reading only their rows of the file."""
     best, worst = gallery_rows(per_galaxy_rmse(y_true, preds), k)
@@ -96,3 +100,14 @@ def gallery_images(f: GalaxyFile, rows: np.ndarray, size: int) -> np.ndarray:
     stored = np.stack([f.images(int(r), int(r) + 1)[0] for r in rows]) if len(rows) else \
         np.empty((0, f.size, f.size, 3), dtype=np.uint8)
     return centre_view(stored, size)
+
+
+def with_progress(work, total: int, label: str, shown: bool):
+    """work(step) with step(done, total) drawing galaxyprep's progress line on stderr when `shown`."""
+    if not shown:
+        return work(None)
+    bar = Progress(total, label, unit="galaxies")
+    try:
+        return work(lambda done, _total: bar.update(done))
+    finally:
+        bar.close()

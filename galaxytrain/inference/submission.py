@@ -8,13 +8,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import (CLASS_NAMES, BuildConfig, InputError, atomic_write, build_galaxy_file, check_output,
-                        exclusive_lock)
+from galaxyprep import CLASS_NAMES, GalaxyFile, InputError, atomic_write, check_output, exclusive_lock
 
 from ..choices import OutputFormat
-from .predict import predict_runs
+from .predict import build_for_models, predict_runs
 from .predictions_file import is_predictions_file, write_predictions
-from .trained import as_runs, protected_paths, run_record
+from .score import with_progress
+from .trained import ModelSource, as_sources, protected_paths
 
 
 def write_submission(path: str | Path, ids: np.ndarray, preds: np.ndarray) -> Path:
@@ -37,16 +37,17 @@ def is_submission(path: Path) -> bool:
         return f.read(len(header)).decode("ascii", errors="replace") == header
 
 
-def predict_submission(run: str | Path | Sequence[str | Path], data: str | Path | None, out: str | Path,
+def predict_submission(run: ModelSource | Sequence[ModelSource], data: str | Path | None, out: str | Path,
                        tta: int | None = None, batch_size: int = 64, log: Callable[[str], None] = print,
                        overwrite: bool = False, images: str | Path | None = None,
-                       format: OutputFormat = "csv") -> Path:
+                       format: OutputFormat = "csv", progress: bool = False) -> Path:
     """The whole of ``galaxytrain predict``: a galaxyprep file (`data`) or JPEGs (`images`) -> CSV or HDF5.
 
-    Several runs are averaged. JPEGs are built first, into a temporary file
-    beside `out`, with galaxyprep's pipeline at the runs' crop and size.
+    `run`: a run folder, a shipped model's name, a loaded `TrainedModel`,
+    or several (averaged). JPEGs are built first, into a temporary file
+    beside `out`, with galaxyprep's pipeline at the models' crop and size.
     """
-    runs = as_runs(run)
+    runs = as_sources(run)
     if (data is None) == (images is None):
         raise InputError("--data/--images", "give one of them: a galaxyprep file, or a folder or zip of JPEGs")
     is_ours = is_submission if format == "csv" else is_predictions_file
@@ -55,36 +56,22 @@ def predict_submission(run: str | Path | Sequence[str | Path], data: str | Path 
                  overwrite)
     with exclusive_lock(out):
         if images is None:
-            found = predict_runs(runs, data, tta, batch_size)
+            found = _predict(runs, Path(data), tta, batch_size, progress)
         else:
             with tempfile.TemporaryDirectory(prefix=".galaxytrain-", dir=Path(out).resolve().parent) as tmp:
-                built = build_for_runs(runs, images, Path(tmp) / "images.h5", log)
-                found = predict_runs(runs, built, tta, batch_size)
+                built = build_for_models(runs, images, Path(tmp) / "images.h5", log)
+                found = _predict(runs, built, tta, batch_size, progress)
         source = str(images if images is not None else data)
         if format == "csv":
             path = write_submission(out, found.ids, found.mean)
         else:
             path = write_predictions(out, found.ids, found.mean, found.spread, {
-                "source": source, "runs": [str(t.model_path) for t in found.runs], "tta": found.tta})
-    log(f"wrote {path} ({len(found.ids)} galaxies, {', '.join(str(t.model_path) for t in found.runs)}, "
-        f"tta {found.tta})")
+                "source": source, "runs": [str(t.model_path) for t in found.models], "tta": found.tta})
+    log(f"wrote {path} ({len(found.ids)} galaxies, {', '.join(t.source for t in found.models)}, tta {found.tta})")
     return path
 
 
-def build_for_runs(runs: Sequence[Path], images: str | Path, out: Path, log: Callable[[str], None]) -> Path:
-    """A galaxyprep file of `images` at the crop and size the runs were trained on."""
-    builds = set()
-    for run in runs:
-        data = run_record(run).get("data", {})
-        if not data.get("crop") or not data.get("image_size"):
-            raise InputError(run, "its config.json does not say the crop and size it was trained on; build the "
-                                  "images with `galaxyprep build` and predict with --data")
-        builds.add((int(data["crop"]), int(data["image_size"])))
-    if len(builds) > 1:
-        raise InputError("--run", f"the runs were trained on different builds ({sorted(builds)}); predict each "
-                                  "from its own file")
-    crop, size = builds.pop()
-    summary = build_galaxy_file(BuildConfig(images=Path(images), out=out, crop=crop, size=size))
-    log(f"built {summary.n_written:,} images from {images} at --crop {crop} --size {size}"
-        + (f"; left out {len(summary.skipped)} (first: {summary.skipped[0]})" if summary.skipped else ""))
-    return out
+def _predict(runs: list[ModelSource], data: Path, tta: int | None, batch_size: int, progress: bool):
+    with GalaxyFile(data) as f:
+        return with_progress(lambda step: predict_runs(runs, f, tta, batch_size, step), len(runs) * f.n_images,
+                             "predict", progress)

@@ -53,9 +53,32 @@ def load_model_for_prediction(path: str | Path,
         model = load_model(path, compile=False)
     else:  # the architecture with each layer of the saved policy in `policy`, then the file's weights
         with _load_errors(path):
-            model = keras.models.model_from_json(json.dumps(_with_policy(config, saved, policy)),
-                                                 custom_objects={"GalaxyTreeHead": GalaxyTreeHead})
+            model = _from_config(config, saved, policy)
             model.load_weights(path)
+    return _for_prediction(model)
+
+
+def model_from_architecture(config: dict, weights: list, choose_policy: Callable[[str], str] | None = None,
+                            source: str | Path = "model") -> keras.Model:
+    """A model from its Keras architecture (``json.loads(model.to_json())``) and its weights, ready to predict.
+
+    How shipped models load (galaxytrain.models.pretrained): the weights
+    travel apart from the architecture, in their own compact file.
+    """
+    saved = _mixed_policy(config)
+    policy = saved if choose_policy is None else choose_policy(saved)
+    with _load_errors(Path(source)):
+        model = _from_config(config, saved, policy)
+        model.set_weights(weights)
+    return _for_prediction(model)
+
+
+def _from_config(config: dict, saved: str, policy: str) -> keras.Model:
+    return keras.models.model_from_json(json.dumps(_with_policy(config, saved, policy)),
+                                        custom_objects={"GalaxyTreeHead": GalaxyTreeHead})
+
+
+def _for_prediction(model: keras.Model) -> keras.Model:
     try:
         set_normalize(model, True)
     except ValueError:  # no tree head: nothing to switch

@@ -1,0 +1,239 @@
+"""Trained models shipped inside the package, so that a first prediction needs no training and no network.
+
+One folder per model under ``galaxytrain/pretrained/``::
+
+    <name>/model.json     the architecture, the training record (crop, size, normalisation,
+                          recipe), the card's figures, and the SHA-256 of the weights
+    <name>/weights.npz    the weights, float16 (half the bytes of float32; what that moves
+                          the predictions by is measured and stated in the card)
+    <name>/MODEL_CARD.md  how it was made, how good it is, what it is for, its limits, the data's terms
+
+This module is the format's one reader and one writer. A model is verified
+before use: weights whose SHA-256 is not the one model.json names are refused.
+scripts/train_pretrained.py makes the shipped models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from galaxyprep import InputError, atomic_write, write_json_atomic, write_text_atomic
+
+FORMAT = "galaxytrain-pretrained"
+VERSION = 1
+#: Where the shipped models live: package data, installed with the code.
+PRETRAINED_ROOT = Path(__file__).resolve().parent.parent / "pretrained"
+#: How a shipped model is named where a run folder could be meant (--pretrained NAME says it by itself).
+PREFIX = "pretrained:"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """One shipped model: its folder and what its model.json says."""
+
+    name: str
+    folder: Path
+    meta: dict
+
+    @property
+    def summary(self) -> str:
+        return str(self.meta.get("summary", ""))
+
+    @property
+    def record(self) -> dict:
+        """The training record in a run's config.json layout: {"config": ..., "data": ..., "split": ...}."""
+        return self.meta.get("record", {})
+
+    @property
+    def weights_path(self) -> Path:
+        return self.folder / self.meta.get("weights", {}).get("file", "weights.npz")
+
+    @property
+    def card_path(self) -> Path:
+        return self.folder / "MODEL_CARD.md"
+
+    def load(self, choose_policy: Callable[[str], str] | None = None):
+        """The Keras model, ready to predict, after checking the weights' SHA-256."""
+        from .io import model_from_architecture
+
+        path = self.weights_path
+        if not path.is_file():
+            raise InputError(path, f"the weights of shipped model {self.name!r} are missing; reinstall galaxytrain")
+        data = path.read_bytes()
+        want = self.meta.get("weights", {}).get("sha256")
+        if hashlib.sha256(data).hexdigest() != want:
+            raise InputError(path, f"does not match the SHA-256 in {self.folder / 'model.json'}: the shipped "
+                                   f"model {self.name!r} was changed or damaged; reinstall galaxytrain")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            weights = [_as_float32(npz[f"w{i:04d}"]) for i in range(len(npz.files))]
+        return model_from_architecture(self.meta["architecture"], weights, choose_policy, source=path)
+
+
+def shipped_models(root: Path | None = None) -> dict[str, ShippedModel]:
+    """Every shipped model by name (folders whose model.json is this format) under `root` (the package's)."""
+    root = PRETRAINED_ROOT if root is None else root
+    found = {}
+    for meta_path in sorted(root.glob("*/model.json")) if root.is_dir() else []:
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("format") == FORMAT:
+            name = meta_path.parent.name
+            found[name] = ShippedModel(name, meta_path.parent, meta)
+    return found
+
+
+def shipped_model(name: str, root: Path | None = None) -> ShippedModel:
+    """The shipped model `name` (with or without the ``pretrained:`` prefix), or one line naming those there are."""
+    name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    models = shipped_models(root)
+    if name not in models:
+        there = ", ".join(models) or "none are installed"
+        raise InputError(f"--pretrained {name}", f"no shipped model of that name; shipped: {there} "
+                                                  "(galaxytrain models)")
+    return models[name]
+
+
+def compact_weights(weights: list[np.ndarray]) -> list[np.ndarray]:
+    """The weights as shipped: float32 arrays stored as float16, others as they are."""
+    out = []
+    for w in weights:
+        w = np.asarray(w)
+        if w.dtype == np.float32:
+            if np.abs(w).max(initial=0.0) >= np.finfo(np.float16).max:
+                raise ValueError("a weight is beyond float16's range; ship this model in float32")
+            w = w.astype(np.float16)
+        out.append(w)
+    return out
+
+
+def _as_float32(w: np.ndarray) -> np.ndarray:
+    return w.astype(np.float32) if w.dtype == np.float16 else w
+
+
+def write_shipped_model(folder: Path, *, architecture: dict, weights: list[np.ndarray], record: dict,
+                        summary: str, card: dict) -> ShippedModel:
+    """Write one shipped model folder (weights compacted to float16, the card from `card`); model.json goes last."""
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{f"w{i:04d}": w for i, w in enumerate(compact_weights(weights))})
+    data = buffer.getvalue()
+    weights_path = folder / "weights.npz"
+    with atomic_write(weights_path, "wb") as f:
+        f.write(data)
+    card = {**card, "weights_bytes": len(data)}
+    write_text_atomic(folder / "MODEL_CARD.md", model_card(folder.name, summary, record, card))
+    meta = {"format": FORMAT, "version": VERSION, "name": folder.name, "summary": summary,
+            "weights": {"file": weights_path.name, "sha256": hashlib.sha256(data).hexdigest(), "dtype": "float16",
+                        "bytes": len(data)},
+            "record": record, "card": card, "architecture": architecture}
+    write_json_atomic(folder / "model.json", meta)
+    return ShippedModel(folder.name, folder, meta)
+
+
+def export_run(run: str | Path, folder: str | Path, *, summary: str, evaluation: dict, made_by: dict) -> ShippedModel:
+    """Ship a run's verified best.keras as `folder`: compact weights, its record, and a model card.
+
+    `evaluation` holds the figures measured on the run's own validation
+    split (scripts/train_pretrained.py measures them); `made_by` the
+    command, commit, machine and date. The record keeps what prediction
+    needs (config, data's crop, size and normalisation, split), not the
+    training machine's paths.
+    """
+    from ..run_dir import RunDir
+    from .io import load_model
+
+    run_dir = RunDir(run)
+    record = run_dir.read_config()
+    state = run_dir.read_state()
+    if record is None or state is None:
+        raise InputError(run, "not a finished galaxytrain run (no config.json or state.json)")
+    model = load_model(run_dir.verified(run_dir.best), compile=False)
+    data = {k: v for k, v in record["data"].items() if k not in ("path", "source", "file_bytes")}
+    config = {k: v for k, v in record["config"].items() if k not in ("data", "out", "tensorboard", "overwrite")}
+    shipped_record = {"config": config, "data": data, "split": record.get("split", {}), "model": record.get("model"),
+                      "gpu": record.get("gpu"), "versions": record.get("versions"),
+                      "baseline_val_rmse_mean_predictor": record.get("baseline_val_rmse_mean_predictor")}
+    history = state.get("history", [])
+    training = {"epochs": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
+                "minutes": round(sum(float(h.get("epoch_time_s") or 0) for h in history) / 60, 1)}
+    card = {"evaluation": evaluation, "made_by": made_by, "training": training}
+    return write_shipped_model(Path(folder), architecture=json.loads(model.to_json()), weights=model.get_weights(),
+                               record=shipped_record, summary=summary, card=card)
+
+
+def model_card(name: str, summary: str, record: dict, card: dict) -> str:
+    """MODEL_CARD.md: data, recipe, commit, scores, machine, intended use, limits, and the data's terms."""
+    cfg, data, split = record["config"], record["data"], record.get("split", {})
+    ev, made, training = card["evaluation"], card["made_by"], card["training"]
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in cfg.items()
+                       if k in ("model", "head", "loss", "augment", "input_size", "epochs", "batch_size",
+                                "learning_rate", "lr_schedule", "seed"))
+    questions = "\n".join(f"| {q} | {v:.4f} |" for q, v in ev.get("question_rmse", {}).items())
+    return f"""# Shipped model `{name}`
+
+{summary}
+
+Load it with `galaxytrain.load("{name}")`, or `galaxytrain predict --pretrained {name} --images DIR --out FILE.csv`.
+
+## How it was made
+- **Data:** the {data.get('n_images', '?'):,} labelled Kaggle training JPEGs of ../shared/data/gz (see its SOURCES.md),
+  built with `galaxyprep build --recipe {cfg.get('recipe')}`: the centre {data.get('crop')} pixels of each 424-pixel
+  frame, area-averaged to {data.get('image_size')} pixels.
+- **Recipe:** `galaxytrain fit --recipe {cfg.get('recipe')}` ({options}).
+- **Split:** {split.get('n_train', '?'):,} galaxies trained on, {split.get('n_val', '?'):,} kept for validation
+  (fit's GalaxyID hash split, seed {split.get('seed')}, fraction {split.get('val_fraction')}).
+- **Training:** {training['epochs']} epochs, best validation loss at epoch {training['best_epoch']};
+  {training['minutes']} min of training in {record.get('gpu', {}).get('policy', 'float32')} on {made.get('machine')}.
+- **Made by:** `{made.get('command')}` at commit {made.get('commit')}, {made.get('date')};
+  TensorFlow {record.get('versions', {}).get('tensorflow')}, Keras {record.get('versions', {}).get('keras')}.
+- **Stored:** weights as float16 ({card.get('weights_bytes', 0) / 1e6:.1f} MB); rounding them moved the validation predictions by
+  at most {ev.get('float16_max_abs_change', float('nan')):.2g} and the RMSE by {ev.get('float16_rmse_change', float('nan')):+.1e}.
+
+## How good
+On the {split.get('n_val', '?'):,} validation galaxies (not trained on; they chose the epoch, so the figure is slightly
+optimistic), computed in float32:
+
+| predictor | RMSE over the 37 answers |
+| --- | --- |
+| this model, {ev.get('tta')} test-time views (the default) | {ev.get('rmse_tta', float('nan')):.4f} |
+| this model, 1 view | {ev.get('rmse_1', float('nan')):.4f} |
+| the training set's mean vote fractions | {ev.get('rmse_mean_predictor', float('nan')):.4f} |
+
+For scale (../shared/ANCHORS.md, private leaderboard): the Kaggle winner's best single model scored 0.0769 and his
+17-model ensemble 0.0749, trained on the full 61,578 images; the central-pixel benchmark scored 0.1619.
+
+RMSE per question (validation, {ev.get('tta')} views):
+
+| question | RMSE |
+| --- | --- |
+{questions}
+
+## Intended use
+Galaxy Zoo 2 vote fractions (the Kaggle challenge's 37 answers) for SDSS gri colour JPEGs framed as the challenge's
+are: 424 x 424 pixels, the galaxy centred, scaled to its Petrosian radius. A starting point for predictions without
+training, for fine-tuning on one's own labels, and as a baseline to beat.
+
+## Limits
+- Trained on {split.get('n_train', '?'):,} galaxies, about a tenth of the Kaggle training set, all with GalaxyID >= 817377;
+  a model trained on all 61,578 should do better.
+- Vote fractions are what volunteers said, not ground truth; rare answers (odd features, the less common arms
+  counts) are predicted least well, as the table above shows.
+- Not tested on other surveys (DECaLS, HSC, DESI), other bands, other framings or pixel scales: build and score
+  your own labelled images before trusting it there.
+- Computed in float32 wherever the CPU has no native bfloat16; in bfloat16 (as trained) where it has. The two differ
+  by rounding only.
+
+## Data terms
+The images and labels are the Kaggle competition "Galaxy Zoo - The Galaxy Challenge" data (Galaxy Zoo 2
+classifications of SDSS images); their use falls under the competition's data terms. Credit Willett et al. 2013
+(MNRAS 435, 2835), Dieleman, Willett & Dambre 2015 (MNRAS 450, 1441), and SDSS. The data is not this project's own.
+"""

@@ -1,0 +1,131 @@
+"""The Python API: build, fit, load and predict from a notebook, with the shell's results and the shell's errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import galaxyprep
+import galaxytrain
+from galaxyprep import CLASS_NAMES, GalaxyFile, InputError, crop_resize
+from galaxytrain.config import FitConfig
+
+from reference import crop_area_resample
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+CROP, SIZE = 100, 24
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Synthetic JPEGs, a file built through the API, and a one-epoch run trained through it."""
+    from galaxyprep.synth import synthesize
+
+    root = tmp_path_factory.mktemp("api")
+    syn = synthesize(root / "synth", 96, n_test=12, seed=3, size=128)
+    data = root / "train.h5"
+    summary = galaxyprep.build(syn.train_images, data, syn.labels_csv, crop=CROP, size=SIZE)
+    assert summary.n_written == 96
+    lines: list[str] = []
+    result = galaxytrain.fit(data, root / "run", model="galaxy_cnn", epochs=1, batch_size=16, log=lines.append)
+    assert result.epochs_done == 1 and any(line.startswith("epoch 1/1") for line in lines)
+    return syn, data, root / "run"
+
+
+def test_crop_resize_matches_the_reference_on_real_frames(shared_gz):
+    files = sorted((shared_gz / "images").glob("*.jpg"))[:6]
+    frames = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    got = crop_resize(frames, 207, 69)
+    box = (424 - 207) / 2
+    exact = np.stack([crop_area_resample(frame, box, box, 207, 207, 69) for frame in frames])
+    assert np.abs(got.astype(np.float64) - exact).max() <= 0.5 + 2e-3
+    # A 207-pixel box starts half a pixel in, so averages of 3x3 pixels land on .5 ties often (k/36);
+    # float32 may round a tie either way, every other value exactly.
+    not_tie = np.abs(exact - np.floor(exact) - 0.5) > 1e-3
+    np.testing.assert_array_equal(got[not_tie], np.floor(exact + 0.5)[not_tie])
+
+
+def test_crop_resize_refuses_what_it_cannot_cut():
+    with pytest.raises(ValueError, match="crop"):
+        crop_resize(np.zeros((1, 50, 50, 3), np.uint8), 60, 20)
+    with pytest.raises(ValueError, match="uint8"):
+        crop_resize(np.zeros((1, 50, 50, 3), np.float32), 40, 20)
+
+
+def test_a_recipe_is_named_only_by_resolving_it(tmp_path):
+    """FitConfig(recipe=...) once trained vgg6 while recording `best`; now it cannot be written."""
+    with pytest.raises(TypeError, match="recipe"):
+        FitConfig(data="d.h5", out="run", recipe="best")
+    from galaxytrain.recipes import RECIPES, resolve_fit_config
+
+    config = resolve_fit_config("best", "d.h5", "run", epochs=3)
+    assert config.recipe == "best" and config.model == RECIPES["best"].options["model"] and config.epochs == 3
+    assert FitConfig.from_dict(config.to_dict()).recipe == "best"
+
+
+def test_build_takes_a_recipes_crop_and_size(tmp_path):
+    config = galaxyprep.build_config("imgs", tmp_path / "o.h5", recipe="best")
+    assert (config.crop, config.size) == (galaxyprep.data_recipe("best").crop, galaxyprep.data_recipe("best").size)
+    with pytest.raises(TypeError, match="bogus"):
+        galaxyprep.build_config("imgs", tmp_path / "o.h5", bogus=1)
+    with pytest.raises(InputError, match="no such"):
+        galaxyprep.build(tmp_path / "missing", tmp_path / "o.h5", crop=CROP, size=SIZE)
+
+
+def test_load_predicts_a_file_its_jpegs_and_arrays_alike(trained, tmp_path):
+    syn, data, run = trained
+    model = galaxytrain.load(run)
+    from_file = model.predict(data, tta=2)
+    with GalaxyFile(data) as f:
+        stored, ids = f.images(0, f.n_images), f.ids.copy()
+    np.testing.assert_array_equal(from_file.ids, ids)
+    from_array = model.predict(stored, ids=ids, tta=2)
+    np.testing.assert_allclose(from_array.mean, from_file.mean, atol=1e-6)
+    from_jpegs = model.predict(syn.train_images, tta=2)
+    np.testing.assert_array_equal(from_jpegs.ids, ids)
+    np.testing.assert_allclose(from_jpegs.mean, from_file.mean, atol=1e-6)
+    frame = from_file.to_frame()
+    assert list(frame.columns) == list(CLASS_NAMES) and frame.index.name == "GalaxyID"
+    assert frame.values.min() >= 0 and frame.values.max() <= 1
+    assert from_file.spread is not None and from_file.tta == 2
+
+
+def test_full_frames_predict_as_a_full_decode_build_does(trained, tmp_path):
+    """An array of decoded frames is cut and resampled as `build --no-dct-scaling --no-crop-decode` does."""
+    syn, _, run = trained
+    files = sorted(Path(syn.train_images).glob("*.jpg"))[:10]
+    frames = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    ids = [int(f.stem) for f in files]
+    folder = tmp_path / "ten"
+    folder.mkdir()
+    for f in files:
+        (folder / f.name).write_bytes(f.read_bytes())
+    full = tmp_path / "full.h5"
+    galaxyprep.build(folder, full, crop=CROP, size=SIZE, dct_scaling=False, crop_decode=False)
+    model = galaxytrain.load(run)
+    with GalaxyFile(full) as f:
+        np.testing.assert_array_equal(crop_resize(frames, CROP, SIZE), f.images(0, f.n_images))
+    np.testing.assert_allclose(model.predict(frames, ids=ids).mean, model.predict(full).mean, atol=1e-6)
+
+
+def test_bad_arrays_and_ids_raise_one_line(trained):
+    _, _, run = trained
+    model = galaxytrain.load(run)
+    with pytest.raises(InputError, match="uint8"):
+        model.predict(np.zeros((2, SIZE, SIZE, 3), np.float32))
+    with pytest.raises(InputError, match="at least 100"):
+        model.predict(np.zeros((2, 50, 50, 3), np.uint8))
+    with pytest.raises(InputError, match="one GalaxyID per image"):
+        model.predict(np.zeros((2, SIZE, SIZE, 3), np.uint8), ids=[1])
+    with pytest.raises(InputError, match="square RGB"):
+        model.predict(np.zeros((2, SIZE, SIZE), np.uint8))
+
+
+def test_score_from_python_returns_the_report(trained, tmp_path):
+    _, data, run = trained
+    report = galaxytrain.score(run, data, tmp_path / "r.json", tta=1, log=lambda line: None)
+    assert (tmp_path / "r.json").exists() and 0 < report["rmse"] < 0.5
