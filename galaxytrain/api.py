@@ -65,7 +65,7 @@ def score(model: "ModelSource | Sequence[ModelSource]", data: str | Path, report
     return score_run(model, data, report, tta=tta, batch_size=batch_size, overwrite=overwrite, log=log)
 
 
-def models() -> dict[str, str]:
+def list_pretrained() -> dict[str, str]:
     """The shipped trained models, name -> one line about each (``galaxytrain models``)."""
     from .models.pretrained import shipped_models
 

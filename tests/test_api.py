@@ -129,3 +129,73 @@ def test_score_from_python_returns_the_report(trained, tmp_path):
     _, data, run = trained
     report = galaxytrain.score(run, data, tmp_path / "r.json", tta=1, log=lambda line: None)
     assert (tmp_path / "r.json").exists() and 0 < report["rmse"] < 0.5
+
+
+@pytest.fixture
+def shipped(trained, tmp_path, monkeypatch):
+    """The tiny run exported as a shipped model `tiny`, in a package folder of the test's own."""
+    import galaxytrain.models.pretrained as pretrained
+
+    _, _, run = trained
+    monkeypatch.setattr(pretrained, "PRETRAINED_ROOT", tmp_path / "pretrained")
+    evaluation = {"tta": 1, "rmse_tta": 0.2, "rmse_1": 0.2, "rmse_mean_predictor": 0.25, "question_rmse": {},
+                  "float16_max_abs_change": 0.0, "float16_rmse_change": 0.0}
+    made_by = {"command": "test", "commit": "abc", "machine": "here", "date": "today"}
+    return pretrained.export_run(run, tmp_path / "pretrained" / "tiny", summary="a tiny test model",
+                                 evaluation=evaluation, made_by=made_by)
+
+
+def test_a_shipped_model_predicts_as_its_run_did(trained, shipped, tmp_path, monkeypatch):
+    _, data, run = trained
+    card = shipped.card_path.read_text()
+    for fragment in ("## How it was made", "## Intended use", "## Limits", "## Data terms", "commit abc"):
+        assert fragment in card
+    assert galaxytrain.list_pretrained() == {"tiny": "a tiny test model"}
+    loaded = galaxytrain.load("tiny")
+    assert loaded.source == "pretrained:tiny" and loaded.record["data"]["crop"] == CROP
+    assert "path" not in loaded.record["data"]  # the training machine's paths stay behind
+    # float16 storage: the run's own predictions, to float16's rounding
+    np.testing.assert_allclose(loaded.predict(data).mean, galaxytrain.load(run).predict(data).mean, atol=5e-3)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").mkdir()
+    with pytest.raises(InputError, match="both a path and a shipped model"):
+        galaxytrain.load("tiny")
+    assert galaxytrain.load("pretrained:tiny").source == "pretrained:tiny"
+
+
+def test_changed_shipped_weights_are_refused(shipped):
+    weights = shipped.weights_path
+    raw = bytearray(weights.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="does not match the SHA-256"):
+        galaxytrain.load("tiny")
+    with pytest.raises(InputError, match="no shipped model of that name; shipped: tiny"):
+        galaxytrain.load("pretrained:nothing")
+
+
+def test_the_shell_predicts_and_scores_with_a_shipped_model(trained, shipped, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from galaxytrain.cli import app
+
+    syn, data, _ = trained
+    runner = CliRunner()
+    listed = runner.invoke(app, ["models"])
+    assert listed.exit_code == 0 and "tiny: a tiny test model" in listed.stdout and "galaxy_parts" in listed.stdout
+    out = tmp_path / "sub.csv"
+    done = runner.invoke(app, ["predict", "--pretrained", "tiny", "--images", str(syn.train_images), "--out", str(out),
+                               "--no-progress"])
+    assert done.exit_code == 0, done.output
+    assert len(out.read_text().splitlines()) == 97
+    monkeypatch.chdir(tmp_path)
+    scored = runner.invoke(app, ["score", "--pretrained", "tiny", "--data", str(data), "--tta", "1"])
+    assert scored.exit_code == 0, scored.output
+    assert (tmp_path / "tiny-report.json").exists()
+    # its own files are never an output
+    target = shipped.folder / "MODEL_CARD.md"
+    refused = runner.invoke(app, ["predict", "--pretrained", "tiny", "--data", str(data), "--out", str(target),
+                                  "--overwrite"])
+    assert refused.exit_code == 1 and "--pretrained" in refused.stderr
+    neither = runner.invoke(app, ["predict", "--data", str(data), "--out", str(tmp_path / "x.csv")])
+    assert neither.exit_code == 1 and "--run/--pretrained" in neither.stderr
