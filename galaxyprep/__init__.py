@@ -14,6 +14,7 @@ from .kernels import crop_resize, normalize_batch, normalize_batch_serial
 from .outputs import check_output, exclusive_lock, same_path
 from .progress import Progress
 from .recipes import DATA_RECIPES, DataRecipe, data_recipe
+from .split import HOLDOUT_FRACTION, HOLDOUT_SEED, in_holdout, unit_hash
 from .tree import (
     CLASS_NAMES,
     N_CLASSES,
@@ -32,6 +33,8 @@ __all__ = [
     "CLASS_NAMES",
     "DATA_RECIPES",
     "DataRecipe",
+    "HOLDOUT_FRACTION",
+    "HOLDOUT_SEED",
     "N_CLASSES",
     "PARENT_COLUMN",
     "QUESTION_NAMES",
@@ -51,7 +54,9 @@ __all__ = [
     "crop_resize",
     "data_recipe",
     "exclusive_lock",
+    "in_holdout",
     "same_path",
+    "unit_hash",
     "jsonable",
     "normalize_batch",
     "normalize_batch_serial",

@@ -30,6 +30,7 @@ from .errors import InputError
 from .galaxy_file import GalaxyFileWriter, is_galaxy_file
 from .outputs import check_output, exclusive_lock
 from .sources import ImageSource, Labels, Problem, read_id_list, read_labels
+from .split import HOLDOUT_FRACTION, HOLDOUT_SEED, in_holdout
 from .version import __version__
 
 ON_ERROR = ("skip", "fail")
@@ -37,6 +38,7 @@ CHECKPOINT_EVERY = 8  # batches between resume checkpoints (each flushes the fil
 MAX_PIXELS = 64 * 10**6  # far above any survey cutout (Kaggle: 424x424), far below a decompression bomb
 AHEAD = 3             # batches decoding while one is written (3 measured a little steadier than 2)
 COMPRESSION = ("none", "gzip", "lzf")
+SPLITS = ("train", "holdout")
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}  # the disk's fault, not ours
 
 
@@ -66,6 +68,9 @@ class BuildConfig:
     scheduler: str | None = None     # "local" (a LocalCluster of this machine's cores) or a Dask scheduler's address
     shard_images: int | None = None  # images per shard file of a cluster build; default from the number of images
     consolidate: bool = False        # cluster build: copy the shards into one plain file instead of virtual datasets
+    split: str | None = None         # train | holdout: only that side of the GalaxyID hash split (galaxyprep.split)
+    holdout_fraction: float = HOLDOUT_FRACTION  # --split: the holdout's share of the galaxies
+    split_seed: int = HOLDOUT_SEED   # --split: the hash's seed
 
     def validate(self) -> None:
         if self.on_error not in ON_ERROR:
@@ -78,6 +83,10 @@ class BuildConfig:
         if (self.consolidate or self.shard_images is not None) and self.scheduler is None:
             option = "--consolidate" if self.consolidate else "--shard-images"
             raise InputError(option, "only applies to a cluster build; add --scheduler local or an address")
+        if self.split is not None and self.split not in SPLITS:
+            raise InputError("--split", f"{self.split!r} is not one of {', '.join(SPLITS)}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise InputError("--holdout-fraction", f"must be between 0 and 1, got {self.holdout_fraction}")
         if self.size > self.crop:
             raise InputError("--size", f"{self.size} is larger than --crop {self.crop}: that would upsample")
         for name in ("limit", "workers", "chunk_images", "shard_images"):
@@ -91,6 +100,9 @@ class BuildConfig:
         del d["overwrite"]
         if self.scheduler is None:  # a plain build's record (and bytes) as before the cluster options
             for key in ("scheduler", "shard_images", "consolidate"):
+                del d[key]
+        if self.split is None:  # likewise without a split
+            for key in ("split", "holdout_fraction", "split_seed"):
                 del d[key]
         for key in ("images", "out", "labels", "ids_file"):
             d[key] = None if d[key] is None else str(d[key])
@@ -107,6 +119,9 @@ class BuildSummary:
     images_without_labels: int = 0
     labels_without_images: int = 0
     not_in_id_list: int = 0
+    left_by_id_list: int = 0     # images (with labels, if any) that the --ids list did not name
+    other_split: int = 0         # images on the other side of --split
+    split: str = ""              # how --split chose, for the summary line
     ignored_files: int = 0
     seconds: float = 0.0
     resumed_from: int = 0
@@ -133,8 +148,12 @@ class BuildSummary:
             out.append(f"{self.images_without_labels:,} image(s) have no label row: not built")
         if self.labels_without_images:
             out.append(f"{self.labels_without_images:,} label row(s) have no image: not built")
+        if self.left_by_id_list:
+            out.append(f"{self.left_by_id_list:,} image(s) not in the --ids list: not built")
         if self.not_in_id_list:
             out.append(f"{self.not_in_id_list:,} ID(s) of the --ids list were not found")
+        if self.other_split:
+            out.append(f"{self.other_split:,} image(s) of the other side of the split: not built ({self.split})")
         if self.ignored_files:
             out.append(f"ignored {self.ignored_files:,} file(s) not named <GalaxyID>.jpg")
         return out
@@ -206,6 +225,14 @@ def _select(source: ImageSource, config: BuildConfig, summary: BuildSummary,
         wanted = read_id_list(config.ids_file)
         keep = np.isin(ids, np.fromiter(wanted, dtype=np.int64, count=len(wanted)))
         summary.not_in_id_list = len(wanted) - int(keep.sum())
+        summary.left_by_id_list = int((~keep).sum())
+        ids = ids[keep]
+    if config.split is not None:
+        held = in_holdout(ids, config.holdout_fraction, config.split_seed)
+        keep = held if config.split == "holdout" else ~held
+        summary.other_split = int((~keep).sum())
+        held_out = f"the {config.holdout_fraction:.0%} of GalaxyIDs the hash holds out (seed {config.split_seed})"
+        summary.split = f"--split {config.split}: " + (held_out if config.split == "holdout" else "all but " + held_out)
         ids = ids[keep]
     if config.limit is not None:
         ids = ids[: config.limit]

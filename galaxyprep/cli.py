@@ -41,7 +41,7 @@ def build(
                                                 "complete)."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="training_solutions_rev1.csv or its zip; omit "
                                                                  "for a test set."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help=f"Take --crop and --size from a galaxytrain "
+    recipe: Optional[str] = typer.Option(None, "--recipe", metavar="|".join(sorted(DATA_RECIPES)), help=f"Take --crop and --size from a galaxytrain "
                                                                 f"recipe ({', '.join(sorted(DATA_RECIPES))})."),
     crop: Optional[int] = typer.Option(None, "--crop", help=f"Centre crop in original pixels. [default: the "
                                                             f"recipe's, else {_BUILD.crop}]"),
@@ -53,10 +53,19 @@ def build(
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N galaxies by GalaxyID."),
     ids: Optional[Path] = typer.Option(None, "--ids", help="File of GalaxyIDs (one per line) to build, nothing "
                                                            "else."),
-    on_error: str = typer.Option(_BUILD.on_error, "--on-error", show_default=True,
+    split: Optional[str] = typer.Option(None, "--split", metavar="train|holdout",
+                                        help="Build one side of a split by GalaxyID hash: the same galaxies "
+                                             "every time, whatever else is in the folder; build both sides "
+                                             "for a training file and a labelled holdout for score. [default: "
+                                             "no split]"),
+    holdout_fraction: float = typer.Option(_BUILD.holdout_fraction, "--holdout-fraction", show_default=True,
+                                           help="--split: the holdout's share of the galaxies."),
+    split_seed: int = typer.Option(_BUILD.split_seed, "--split-seed", show_default=True,
+                                   help="--split: the hash's seed (the default is bench/bench_vgg6_real.py's)."),
+    on_error: str = typer.Option(_BUILD.on_error, "--on-error", show_default=True, metavar="skip|fail",
                                  help="skip: leave bad images out and list them; fail: stop, write nothing."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build of the same input."),
-    compression: str = typer.Option(_BUILD.compression, "--compression", show_default=True,
+    compression: str = typer.Option(_BUILD.compression, "--compression", show_default=True, metavar="none|lzf|gzip",
                                     help="none | lzf | gzip (see README: none reads fastest)."),
     chunk_images: Optional[int] = typer.Option(None, "--chunk-images", help="Images per HDF5 chunk. [default: "
                                                                             "about 1 MiB]"),
@@ -75,7 +84,7 @@ def build(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="The same as --no-progress."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out that is not a galaxyprep "
                                                               "file."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="local|tcp://HOST:PORT",
                                             help="Build on a Dask cluster: 'local' (a LocalCluster of this "
                                                  "machine's cores, --decode-workers threads of this process) or "
                                                  "a scheduler's "
@@ -98,7 +107,8 @@ def build(
                           ids_file=ids, on_error=on_error, resume=resume, compression=compression,
                           chunk_images=chunk_images, batch_size=batch_size, dct_scaling=dct_scaling,
                           direct_io=direct_io, overwrite=overwrite, crop_decode=crop_decode, scheduler=scheduler,
-                          shard_images=shard_images, consolidate=consolidate)
+                          shard_images=shard_images, consolidate=consolidate, split=split,
+                          holdout_fraction=holdout_fraction, split_seed=split_seed)
     meter: list[Progress] = []
 
     def advance(done: int, total: int) -> None:
@@ -137,6 +147,11 @@ def info(path: Path = typer.Argument(..., help="A file written by galaxyprep bui
     typer.echo(f"  decoder: {i.decoder or '?'}; plan: {i.decode_plan}")
     typer.echo(f"  built by galaxyprep {i.galaxyprep_version or '?'} with: "
                + " ".join(f"{k}={v}" for k, v in i.build_params.items()))
+    left = [f"{i.attrs[key]:,} {what}" for key, what in (("images_without_labels", "image(s) without a label row"),
+                                                          ("labels_without_images", "label row(s) without an image"))
+            if i.attrs.get(key)]
+    if left:
+        typer.echo(f"  not built: {'; '.join(left)}")
     typer.echo(f"  skipped at build: {len(i.skipped)}")
     for item in i.skipped[:10]:
         typer.echo(f"    {item['file']}: {item['problem']}")

@@ -88,13 +88,13 @@ def fit(
     data: Path = typer.Option(..., "--data", help="Labelled galaxyprep HDF5 file (galaxyprep build)."),
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),
     recipe: Optional[str] = typer.Option(
-        None, "--recipe", help="A named set of the options below (best, baseline; `galaxytrain recipes`); options "
+        None, "--recipe", metavar="NAME", help="A named set of the options below (best, baseline; `galaxytrain recipes`); options "
                                "given explicitly win. The file must be built as the recipe says (galaxyprep build "
                                "--recipe NAME)."),
     allow_other_build: bool = typer.Option(
         False, "--allow-other-build", help="With --recipe: train on a file of another crop or size than the "
                                            "recipe's (the log says what that changes)."),
-    model: Optional[str] = typer.Option(None, "--model", help=_d("model", "Model name (galaxytrain models).")),
+    model: Optional[str] = typer.Option(None, "--model", metavar="NAME", help=_d("model", "Model name (galaxytrain models).")),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=_d("epochs", "Total epochs (a resumed run "
                                                                              "continues up to this).")),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_d("batch_size", "Images per step; per replica under --strategy.")),
@@ -126,7 +126,7 @@ def fit(
         "weight_decay", "AdamW's decoupled weight decay (0: Adam).")),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images (quick tries)."),
     gpu_memory_limit: Optional[str] = typer.Option(
-        None, "--gpu-memory-limit", help="Cap GPU memory, e.g. 12GiB (imitates a smaller card; turns memory "
+        None, "--gpu-memory-limit", metavar="SIZE", help="Cap GPU memory, e.g. 12GiB (imitates a smaller card; turns memory "
                                          "growth off)."),
     memory_growth: bool = typer.Option(_FIT_DEFAULTS["memory_growth"], "--memory-growth/--no-memory-growth",
                                        help="Allocate GPU memory as needed rather than all at once."),
@@ -203,8 +203,8 @@ def _sources(run: Optional[List[Path]], pretrained: Optional[str]) -> list:
 @app.command()
 def score(
     data: Path = typer.Option(..., "--data", help="Labelled galaxyprep file to score on (built like the model's)."),
-    run: Optional[List[Path]] = typer.Option(None, "--run", help=_RUN_HELP),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help=_PRETRAINED_HELP),
+    run: Optional[List[Path]] = typer.Option(None, "--run", metavar="PATH", help=_RUN_HELP),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", metavar="NAME", help=_PRETRAINED_HELP),
     report: Optional[Path] = typer.Option(None, "--report", help="JSON report to write. [default: "
                                                                  "<run>/report.json; --pretrained NAME: "
                                                                  "NAME-report.json here]"),
@@ -239,8 +239,8 @@ def score(
 @app.command()
 def predict(
     out: Path = typer.Option(..., "--out", help="File to write: a Kaggle submission CSV, or HDF5 (--format)."),
-    run: Optional[List[Path]] = typer.Option(None, "--run", help=_RUN_HELP),
-    pretrained: Optional[str] = typer.Option(None, "--pretrained", help=_PRETRAINED_HELP),
+    run: Optional[List[Path]] = typer.Option(None, "--run", metavar="PATH", help=_RUN_HELP),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", metavar="NAME", help=_PRETRAINED_HELP),
     data: Optional[Path] = typer.Option(None, "--data", help="galaxyprep file of the images (labels not needed), "
                                                              "built like the model's."),
     images: Optional[Path] = typer.Option(None, "--images", help="Or a folder or zip of <GalaxyID>.jpg, decoded "

@@ -199,3 +199,37 @@ def test_the_shell_predicts_and_scores_with_a_shipped_model(trained, shipped, tm
     assert refused.exit_code == 1 and "--pretrained" in refused.stderr
     neither = runner.invoke(app, ["predict", "--data", str(data), "--out", str(tmp_path / "x.csv")])
     assert neither.exit_code == 1 and "--run/--pretrained" in neither.stderr
+
+
+def test_build_split_gives_two_disjoint_sides_decided_by_galaxyid(tmp_path):
+    """--split train|holdout: a labelled holdout for score, by the hash fit and the bench use."""
+    from galaxyprep.synth import synthesize
+    from galaxytrain.data import split_rows
+
+    syn = synthesize(tmp_path / "s", 60, seed=5, size=128)
+    sides = {}
+    for side in ("train", "holdout"):
+        summary = galaxyprep.build(syn.train_images, tmp_path / f"{side}.h5", syn.labels_csv, crop=CROP, size=SIZE,
+                                   split=side, holdout_fraction=0.3, split_seed=7)
+        with GalaxyFile(tmp_path / f"{side}.h5") as f:
+            sides[side] = f.ids.copy()
+        assert summary.other_split == 60 - len(sides[side])
+        assert any(f"--split {side}" in line for line in summary.lines())
+    all_ids = np.sort(np.concatenate(list(sides.values())))
+    train_rows, hold_rows = split_rows(all_ids, 0.3, 7)
+    np.testing.assert_array_equal(sides["train"], all_ids[train_rows])
+    np.testing.assert_array_equal(sides["holdout"], all_ids[hold_rows])
+    with pytest.raises(InputError, match="--split"):
+        galaxyprep.build(syn.train_images, tmp_path / "x.h5", crop=CROP, size=SIZE, split="test")
+
+
+def test_a_build_says_what_its_id_list_left_out(tmp_path):
+    from galaxyprep.synth import synthesize
+
+    syn = synthesize(tmp_path / "s", 20, seed=5, size=128)
+    ids = sorted(int(p.stem) for p in Path(syn.train_images).glob("*.jpg"))
+    (tmp_path / "ids.txt").write_text("\n".join(str(i) for i in ids[:5] + [123456789]) + "\n")
+    summary = galaxyprep.build(syn.train_images, tmp_path / "x.h5", crop=CROP, size=SIZE,
+                               ids_file=tmp_path / "ids.txt")
+    assert summary.n_written == 5 and summary.left_by_id_list == 15 and summary.not_in_id_list == 1
+    assert "15 image(s) not in the --ids list: not built" in summary.lines()

@@ -150,7 +150,7 @@ def test_test_set_without_labels_limit_and_id_list(good, tmp_path):
 
 
 def test_interrupted_build_leaves_no_output_and_resumes(good, tmp_path, monkeypatch):
-    import galaxyprep.build as build_module
+    import galaxyprep.builder as build_module
 
     out = tmp_path / "r.h5"
     config = BuildConfig(images=good["folder"], labels=good["labels"], out=out, size=32, batch_size=2, resume=True)
@@ -215,7 +215,7 @@ def test_a_build_killed_with_sigkill_takes_its_workers_along_and_resumes(good, t
     code = f"""
 import os, signal
 from pathlib import Path
-import galaxyprep.build as b
+import galaxyprep.builder as b
 b.CHECKPOINT_EVERY = 2
 real, calls = b.GalaxyFileWriter.append, []
 def append(self, *args):
@@ -499,7 +499,7 @@ def test_a_dead_decode_worker_is_one_line_and_leaves_no_file(good, tmp_path, mon
 def test_a_partial_file_that_cannot_be_read_is_started_again_with_a_line(good, tmp_path, monkeypatch, compression):
     """A compressed build killed before its first checkpoint left a partial file whose datasets HDF5
     could not read (KeyError: bad object header version number), and --resume failed on it every time."""
-    import galaxyprep.build as build_module
+    import galaxyprep.builder as build_module
 
     out = tmp_path / "r.h5"
     config = BuildConfig(images=good["folder"], labels=good["labels"], out=out, size=32, batch_size=2, resume=True,

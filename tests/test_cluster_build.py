@@ -27,7 +27,7 @@ from distributed.diagnostics.plugin import WorkerPlugin  # noqa: E402
 
 from conftest import SHARED_GZ  # noqa: E402
 from galaxyprep import GalaxyFile, InputError, build_galaxy_file  # noqa: E402
-from galaxyprep.build import BuildConfig  # noqa: E402
+from galaxyprep.builder import BuildConfig  # noqa: E402
 from galaxyprep.cli import main  # noqa: E402
 from galaxyprep.cluster_build import default_shard_images, parts_folder, shard_bounds  # noqa: E402
 from galaxyprep.synth import synthesize  # noqa: E402

@@ -16,6 +16,6 @@ def test_pil_is_pillow_simd_with_libjpeg_turbo():
 
 
 def test_galaxyprep_imports_without_tensorflow():
-    code = ("import sys; import galaxyprep, galaxyprep.build, galaxyprep.cli, galaxyprep.synth; "
+    code = ("import sys; import galaxyprep, galaxyprep.builder, galaxyprep.cli, galaxyprep.synth; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TF imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-_MASK64 = (1 << 64) - 1
+from galaxyprep import unit_hash
 
 
 def split_rows(ids: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,21 +34,3 @@ def split_rows(ids: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndar
     u = unit_hash(ids.astype(np.int64, copy=False), int(seed))
     in_val = u < val_fraction
     return np.flatnonzero(~in_val).astype(np.int64), np.flatnonzero(in_val).astype(np.int64)
-
-
-def unit_hash(ids: np.ndarray, seed: int) -> np.ndarray:
-    """Map int64 ids to float64 in [0, 1), well mixed, one independent draw per (id, seed)."""
-    # The seed is hashed before it meets the id: with ``id ^ seed`` alone, seeds
-    # 0 and 1 would only swap neighbouring ids and give nearly the same split.
-    key = _splitmix64(np.array([int(seed) & _MASK64], dtype=np.uint64))[0]
-    z = _splitmix64(ids.view(np.uint64) ^ key)
-    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finalizer (Steele, Lea, Flood 2014), elementwise on uint64 with wrap-around."""
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
