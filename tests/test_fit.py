@@ -345,3 +345,27 @@ def test_a_diverged_fit_is_an_error_that_keeps_the_last_good_epoch(tiny, tmp_pat
             stop.on_train_batch_end(3, {"loss": bad})
     with pytest.raises(TrainingDiverged, match="at epoch 3;"):
         stop.on_epoch_end(2, {"loss": float("nan")})
+
+
+def test_extending_a_cosine_run_says_what_the_learning_rate_does(tiny, tmp_path):
+    """--epochs 2 then 3 on a cosine run: the schedule of a 3-epoch run, taken up at epoch 3, said in the log."""
+    from galaxytrain.training.schedule import scheduled_learning_rate
+
+    out = tmp_path / "run"
+    fit(_config(tiny, out, epochs=2, limit=64, lr_schedule="cosine"), log=lambda s: None)
+    logged: list[str] = []
+    fit(_config(tiny, out, epochs=3, limit=64, lr_schedule="cosine"), log=logged.append)
+    note = [line for line in logged if line.startswith("--epochs 2 -> 3")]
+    assert len(note) == 1 and "taken up at epoch 3" in note[0], logged
+    at_start = scheduled_learning_rate("cosine", 1e-3, 2 / 3)
+    assert f"{at_start:.3g} there" in note[0]
+    rows = read_history_csv(out / "history.csv")
+    steps = int(np.ceil(len(split_rows(_labels_ids(tiny)[1][:64], 0.1, 0)[0]) / 16))
+    # history's learning rate is the last batch's: epoch 3 follows the 3-epoch curve, epoch 2 the 2-epoch one
+    assert rows[2]["learning_rate"] == pytest.approx(scheduled_learning_rate("cosine", 1e-3, (3 * steps - 1) / (3 * steps)),
+                                                     rel=1e-4)
+    assert rows[1]["learning_rate"] == pytest.approx(scheduled_learning_rate("cosine", 1e-3, (2 * steps - 1) / (2 * steps)),
+                                                     rel=1e-4)
+    quiet: list[str] = []
+    fit(_config(tiny, tmp_path / "plain", epochs=1, limit=64, lr_schedule="cosine"), log=quiet.append)
+    assert not any(line.startswith("--epochs") for line in quiet)

@@ -33,7 +33,7 @@ from .callbacks import EnableTreeNormalization, EpochProgress, LogLearningRate, 
 from .data_record import DATA_KEYS, TrainingData, prepare_data
 from .resume import prepare_run_dir
 from .rng_state import restore_seed_generator_states
-from .schedule import LearningRateSchedule, compile_model
+from .schedule import LearningRateSchedule, compile_model, extension_note
 
 Log = Callable[[str], None]
 
@@ -329,6 +329,11 @@ def _log_start(config: FitConfig, data: TrainingData, model: keras.Model, size: 
     if initial_epoch > 0:
         log(f"resuming {run.path} at epoch {initial_epoch + 1}/{config.epochs} "
             f"({initial_epoch} epoch{'s' if initial_epoch != 1 else ''} done)")
+        previous = (run.read_config() or {}).get("config", {}).get("epochs")  # config.json is rewritten after
+        if previous and previous != config.epochs and config.lr_schedule != "constant" \
+                and initial_epoch < config.epochs:
+            log(extension_note(config.lr_schedule, config.learning_rate, int(previous), config.epochs,
+                               initial_epoch))
 
 
 def input_size(config: FitConfig, stored: int) -> int:

@@ -34,6 +34,21 @@ def scheduled_learning_rate(schedule: LrSchedule, base: float, progress: float) 
     raise ValueError(f"unknown learning-rate schedule {schedule!r}; available: {', '.join(LR_SCHEDULES)}")
 
 
+def extension_note(schedule: LrSchedule, base: float, old_epochs: int, new_epochs: int, done: int) -> str:
+    """What resuming a run with another --epochs does to its learning rate, in one line for the log.
+
+    Extending means: the weights and optimizer carry on, and the schedule is
+    the one of a run of the new length, taken up at the epoch reached. For
+    a decaying schedule that raises the learning rate again (a warm
+    restart): not the run a new-length training from the start would give.
+    """
+    ended = scheduled_learning_rate(schedule, base, done / max(old_epochs, 1))
+    now = scheduled_learning_rate(schedule, base, done / max(new_epochs, 1))
+    return (f"--epochs {old_epochs} -> {new_epochs}: the {schedule} learning-rate schedule now spans {new_epochs} "
+            f"epochs, taken up at epoch {done + 1}: {now:.3g} there, where the run had reached {ended:.3g}; the "
+            f"weights carry on, so this is not the run a {new_epochs}-epoch training from the start gives")
+
+
 class LearningRateSchedule(keras.callbacks.Callback):
     """Set the optimizer's learning rate before every batch from (epoch, batch) alone.
 
