@@ -235,3 +235,12 @@ def test_leaderboard_boundaries():
     assert leaderboard_place(0.5)["better_than"] == []
     with pytest.raises(ValueError):
         leaderboard_place(float("nan"))
+
+
+def test_a_score_in_a_gap_of_published_places_gets_no_place():
+    """0.142 and 0.161 once both printed "146th-305th": say only what the published rows support."""
+    for rmse in (0.142, 0.161):
+        lb = leaderboard_place(rmse)
+        assert lb["place"] is None and lb["place_range"] == [146, 305]
+        assert lb["note"].startswith("no place: it falls between the 145th place (0.12859) and the 305th (0.16869)")
+        assert "146th" not in lb["note"]

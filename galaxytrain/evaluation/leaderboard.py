@@ -81,8 +81,11 @@ def leaderboard_place(rmse: float) -> dict:
         note = (f"worse than the {_ordinal(best - 1)} place, the last published score: between "
                 f"{_ordinal(best)} and last ({_ordinal(N_TEAMS)})")
     else:
-        note = (f"between {_ordinal(best)} and {_ordinal(worst)} of {N_TEAMS}: only places "
-                f"{', '.join(str(p) for p, _, _ in known)} have published scores")
+        below = next((p, s) for p, s, _ in known if p == best - 1) if best > 1 else None
+        above = next(s for p, s, _ in known if p == worst)
+        note = ("no place: it falls between "
+                + (f"the {_ordinal(below[0])} place ({below[1]:.5f}) and " if below else "")
+                + f"the {_ordinal(worst)} ({above:.5f}), and no score between those is published")
     return {
         "place": place,
         "of": N_TEAMS,
