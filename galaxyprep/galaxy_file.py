@@ -18,7 +18,12 @@ galaxyprep file of its own with ``shard_key`` and ``channel_sums`` (the six
 exact per-channel sums its mean and std came from), and then OUT with
 ``images``, ``ids`` and ``labels`` as HDF5 virtual datasets over them (paths
 relative to OUT, root attributes ``parts`` and ``chunk_images`` added) or
-one consolidated file. A reader sees the same datasets either way.
+one consolidated file. A reader sees the same datasets either way. OUT
+vouches for its shards: its ``shards`` attribute (JSON) gives each one's
+file, rows, shard key and a fingerprint (of its key, GalaxyIDs, channel
+sums, labels and geometry: cheap to check, and different for any other
+shard), and every open of OUT checks them, so a shard swapped, copied over,
+truncated or rebuilt otherwise is refused in one line, never read.
 
 The images are stored as the uint8 pixels the network sees, not normalized:
 uint8 is a quarter of float32 on disk and in the page cache. A reader applies
@@ -28,6 +33,7 @@ the 0-255 scale over every pixel of the file in the build pass.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -244,6 +250,56 @@ def _check_parts(f: h5py.File, path: Path) -> None:
             raise InputError(path, f"its images are in shard files beside it, and {source} is missing; keep "
                                    "the .parts folder next to the file (or rebuild with --consolidate)")
     _room_to_open(path, len(sources))
+    if "shards" in f.attrs:  # files written before OUT vouched for its shards have only the mapping
+        _check_shards(f, path, json.loads(_plain(f.attrs["shards"])))
+
+
+def shard_fingerprint(shard: "GalaxyFile") -> str:
+    """What identifies a shard's content cheaply: its key, GalaxyIDs, exact channel sums, labels and geometry.
+
+    The channel sums are exact integer sums over every pixel, measured when
+    the pixels were written: another shard (another build, crop, or part of
+    the ids) differs in them or in its ids. Reading them costs the ids, not
+    the pixels.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps({"key": shard.shard_key, "n": shard.n_images, "size": shard.size,
+                         "labels": shard.has_labels, "crop": int(shard._f.attrs.get("crop", 0))},
+                        sort_keys=True).encode())
+    h.update(np.ascontiguousarray(shard.ids, dtype="<i8").tobytes())
+    h.update(np.ascontiguousarray(shard.channel_sums, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def _check_shards(f: h5py.File, path: Path, manifest: list) -> None:
+    """Each shard is the one OUT was built over (one at a time: there may be more than a process may open)."""
+    def refuse(name: str, problem: str) -> None:
+        raise InputError(path, f"its shard {name} {problem}; it is not the shard this file was built over, so "
+                               f"the file cannot be read. Rebuild it: {_rebuild_command(f, path)}")
+
+    for entry in manifest:
+        name = entry["file"]
+        try:
+            shard = GalaxyFile(path.parent / name)
+        except InputError as exc:
+            refuse(name, f"cannot be read ({exc.problem})")
+        with shard:
+            lo, hi = entry["rows"]
+            if shard.n_images != hi - lo:
+                refuse(name, f"holds {shard.n_images} images where {hi - lo} were written")
+            if shard.shard_key != entry["key"]:
+                refuse(name, "comes from another build (its shard key differs)")
+            if shard_fingerprint(shard) != entry["fingerprint"]:
+                refuse(name, "holds other galaxies, pixels or labels than were written (its fingerprint differs)")
+
+
+def _rebuild_command(f: h5py.File, path: Path) -> str:
+    """The build command that made `f`, from its record, with --overwrite."""
+    params = json.loads(_plain(f.attrs.get("build_params", "{}")) or "{}")
+    labels = f" --labels {params['labels']}" if params.get("labels") else ""
+    scheduler = f" --scheduler {params['scheduler']}" if params.get("scheduler") else ""
+    return (f"`galaxyprep build --images {params.get('images', 'IMAGES')}{labels} --crop {params.get('crop', '?')} "
+            f"--size {params.get('size', '?')}{scheduler} --out {path} --overwrite`")
 
 
 def _room_to_open(path: Path, n_parts: int) -> None:
@@ -577,6 +633,8 @@ class _Shard:
     compression: str | None
     datasets: dict  # name -> (shape, dtype)
     channel_sums: np.ndarray
+    key: str | None = None
+    fingerprint: str = ""
 
 
 def _read_shards(parts: list[Path]) -> list[_Shard]:
@@ -586,7 +644,7 @@ def _read_shards(parts: list[Path]) -> list[_Shard]:
         with GalaxyFile(path) as s:
             shards.append(_Shard(s.path, s.n_images, s.size, s.has_labels, s.chunk_images, s.compression,
                                  {k: (s._f[k].shape, s._f[k].dtype) for k in ("images", "ids", "labels") if k in s._f},
-                                 s.channel_sums))
+                                 s.channel_sums, s.shard_key, shard_fingerprint(s)))
     return shards
 
 
@@ -605,10 +663,11 @@ def write_virtual_galaxy_file(out: str | Path, parts: list[Path], attrs: dict) -
     layouts = {"images": h5py.VirtualLayout((n, size, size, 3), np.uint8), "ids": h5py.VirtualLayout((n,), np.int64)}
     if labelled:
         layouts["labels"] = h5py.VirtualLayout((n, N_CLASSES), np.float32)
-    names, lo = [], 0
+    names, manifest, lo = [], [], 0
     for s in shards:
         name = os.path.relpath(s.path, out.parent)
         names.append(name)
+        manifest.append({"file": name, "rows": [lo, lo + s.n_images], "key": s.key, "fingerprint": s.fingerprint})
         for key, layout in layouts.items():
             shape, dtype = s.datasets[key]
             layout[lo: lo + s.n_images] = h5py.VirtualSource(name, key, shape=shape, dtype=dtype)
@@ -620,7 +679,7 @@ def write_virtual_galaxy_file(out: str | Path, parts: list[Path], attrs: dict) -
         if labelled:
             f["labels"].attrs["columns"] = np.array(CLASS_NAMES, dtype=h5py.string_dtype())
         _write_root_attrs(f.attrs, n, size, np.sum([s.channel_sums for s in shards], axis=0),
-                          {**attrs, "parts": names, "chunk_images": shards[0].chunk_images,
+                          {**attrs, "parts": names, "shards": manifest, "chunk_images": shards[0].chunk_images,
                            "compression": shards[0].compression or ""})
     partial.replace(out)
     return out

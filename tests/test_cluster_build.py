@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,7 @@ def assert_same_file(a: Path, b: Path) -> None:
             assert np.array_equal(x, y)  # exact: combined from exact integer sums
         ia, ib = fa.info, fb.info
         assert ia.skipped == ib.skipped and len(ia.skipped) == 3
-        own = {"build_params", "parts", "chunk_images", "compression"}
+        own = {"build_params", "parts", "shards", "chunk_images", "compression"}
         assert {k: v for k, v in ia.attrs.items() if k not in own} == \
                {k: v for k, v in ib.attrs.items() if k not in own}
 
@@ -430,3 +431,28 @@ def test_a_malformed_scheduler_address_is_one_line_at_once(inputs, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert ended.value.code == 1 and err[-1].startswith(f"error: --scheduler {address}: not a scheduler address")
     assert time.monotonic() - started < 15 and not parts_folder(tmp_path / "x.h5").exists()
+
+
+@pytest.mark.parametrize("damage", ["copied over", "unlabelled", "other crop", "truncated", "empty"])
+def test_out_vouches_for_its_shards(inputs, cluster, tmp_path, damage):
+    """A shard that is not the one OUT was built over is refused in one line naming it, never read."""
+    out = tmp_path / "v.h5"
+    build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=128))
+    parts = sorted(parts_folder(out).iterdir())
+    victim = parts[1]
+    if damage == "copied over":
+        shutil.copyfile(parts[2], victim)
+    elif damage in ("unlabelled", "other crop"):
+        other = tmp_path / "other.h5"
+        extra = {"labels": None} if damage == "unlabelled" else {"crop": 180}
+        build_galaxy_file(replace(config(inputs, other, scheduler=cluster, shard_images=128), **extra))
+        shutil.copyfile(sorted(parts_folder(other).iterdir())[1], victim)
+    elif damage == "truncated":
+        victim.write_bytes(victim.read_bytes()[:4096])
+    else:
+        victim.write_bytes(b"")
+    with pytest.raises(InputError) as err:
+        GalaxyFile(out)
+    message = str(err.value)
+    assert victim.name in message and "Rebuild it: `galaxyprep build" in message and "--overwrite" in message
+    assert "\n" not in message
