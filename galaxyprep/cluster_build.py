@@ -18,10 +18,10 @@ leaves only a stray file that the client removes, never a half shard.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import queue
-import shutil
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
+from .atomic import write_json_atomic
 from .decode import DecodePlan
 from .decode_pool import block_buffer, decode_resample
 from .errors import InputError
@@ -44,7 +45,12 @@ if TYPE_CHECKING:  # build imports this module
 
 #: A shard per this many images at least, and at most (a few hundred shards for any Galaxy Zoo set).
 SHARD_IMAGES_MIN, SHARD_IMAGES_MAX = 1024, 65536
-_PART = "part-{:05d}.h5"
+#: A shard's file: its build's generation, then its index. A rebuild writes a new generation beside the
+#: old one, and OUT switches to it only when it is complete; a stale copy of OUT then finds its shards
+#: gone, never a newer build's pixels under its old names.
+_PART = "part-{gen}-{index:05d}.h5"
+#: The marker of a generation being built, with its build key: --resume takes that generation up again.
+_BUILDING = "building-{gen}.json"
 CONNECT_TIMEOUT_S = 20  # to reach a scheduler given by address
 
 
@@ -198,16 +204,20 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     # Connected before OUT.parts/ is touched: a rebuild whose scheduler cannot be reached leaves the
     # old shards (and so the old OUT) as they were, and no empty folder.
     client = session.client()
-    _prepare_parts_folder(parts, config.resume)
+    _prepare_parts_folder(parts)
+    _check_workers(client, parts, os.path.abspath(config.images))  # a worker's working folder is not ours
     base_key = build_key(config, ids)
+    bounds = shard_bounds(len(ids), chunk, config.shard_images)
+    keys = [hashlib.sha256(f"{base_key}|{index}|".encode() + ids[lo:hi].tobytes()).hexdigest()[:32]
+            for index, (lo, hi) in enumerate(bounds)]
+    gen = _generation(parts, base_key, keys, config.resume)
     attrs = file_attrs(config, summary, [])
     topic = f"galaxyprep-progress-{uuid.uuid4().hex}"  # this build's own
     tasks = []
-    for index, (lo, hi) in enumerate(shard_bounds(len(ids), chunk, config.shard_images)):
+    for index, ((lo, hi), key) in enumerate(zip(bounds, keys)):
         part_ids = ids[lo: hi]
         y = None if labels is None else np.stack([labels.values[int(g)] for g in part_ids])
-        key = hashlib.sha256(f"{base_key}|{index}|".encode() + part_ids.tobytes()).hexdigest()[:32]
-        tasks.append(ShardTask(index, source.subset(part_ids), part_ids, y, plan, str(parts / _PART.format(index)),
+        tasks.append(ShardTask(index, source.subset(part_ids), part_ids, y, plan, str(parts / _PART.format(gen=gen, index=index)),
                                key, attrs, chunk, compression, config.batch_size, config.direct_io, topic))
     results: dict[int, ShardResult] = {}
     if config.resume:
@@ -220,12 +230,12 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     done_ids = sum(len(t.ids) for t in tasks if t.index in results)
     if progress:
         progress(done_ids, total)
-    _check_workers(client, parts, os.path.abspath(config.images))  # a worker's working folder is not ours
     try:
         _run(client, todo, results, config.on_error, say, lambda n: progress and progress(n, total), done_ids, topic)
     except InputError:
-        if config.on_error == "fail":  # nothing written means no shards either
-            shutil.rmtree(parts, ignore_errors=True)
+        if config.on_error == "fail":  # nothing written means no shards of this build either
+            _remove_all_but(parts, keep=_files_of_out(out, parts))
+            _remove_empty(parts)
         raise
     ordered = [results[t.index] for t in tasks]
     skipped = problems + [p for r in ordered for p in r.bad]
@@ -238,11 +248,11 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     _remove_strays(parts)
     if config.consolidate:
         write_consolidated_galaxy_file(out, shard_files, final, chunk, compression, config.direct_io)
-        for path in shard_files:
-            path.unlink()
-        parts.rmdir()
+        _remove_all_but(parts, keep=set())  # the old generation's too: the plain OUT replaced its OUT
+        _remove_empty(parts)
     else:
-        write_virtual_galaxy_file(out, shard_files, final)
+        write_virtual_galaxy_file(out, shard_files, final)  # the switch: OUT now maps this generation
+        _remove_all_but(parts, keep={p.name for p in shard_files})
         summary.parts = shard_files
 
 
@@ -423,18 +433,85 @@ def _check_workers(client, parts: Path, images: str) -> None:
                                                  f"must run galaxyprep {__version__}")
 
 
-def _prepare_parts_folder(parts: Path, resume: bool) -> None:
-    """Create the shard folder; a fresh build empties ours, and a folder holding anything else is refused."""
+def _prepare_parts_folder(parts: Path) -> None:
+    """Create the shard folder; one holding anything but our shards and markers is refused.
+
+    Nothing is removed here: a rebuild writes its own generation beside the
+    shards of the OUT it replaces, which stays readable until the new one is
+    complete.
+    """
     if parts.exists() and not parts.is_dir():
         raise InputError(parts, "exists and is not a folder; a cluster build keeps its shards there")
     parts.mkdir(parents=True, exist_ok=True)
-    foreign = [p.name for p in parts.iterdir() if not (p.name.startswith("part-") and ".h5" in p.name)]
+    foreign = [p.name for p in parts.iterdir() if not _ours(p.name)]
     if foreign:
         raise InputError(parts, f"holds files a cluster build did not write ({', '.join(sorted(foreign)[:3])}); "
                                 "refusing to write shards there")
-    if not resume:
-        for p in parts.iterdir():
-            p.unlink()
+
+
+def _ours(name: str) -> bool:
+    return (name.startswith("part-") and ".h5" in name) or name.startswith("building-") \
+        or (name.startswith(".building-") and name.endswith(".tmp"))
+
+
+def _generation(parts: Path, key: str, shard_keys: list[str], resume: bool) -> str:
+    """This build's generation: with --resume, the one whose shards it can take up; else a new one.
+
+    An interrupted build left its marker (with its build key); a finished
+    one whose OUT was lost left only its shards, found by their shard keys.
+    """
+    if resume:
+        marked = []
+        for marker in sorted(parts.glob(_BUILDING.format(gen="*"))):
+            try:
+                if json.loads(marker.read_text(encoding="utf-8")).get("key") == key:
+                    marked.append(marker.name[len("building-"):-len(".json")])
+            except (OSError, ValueError):
+                continue
+        found = {p.name.split("-")[1] for p in parts.glob("part-*-*.h5")}
+        for gen in marked + sorted(found - set(marked)):
+            if any(_holds(parts / _PART.format(gen=gen, index=i), k) for i, k in enumerate(shard_keys)):
+                write_json_atomic(parts / _BUILDING.format(gen=gen), {"key": key})
+                return gen
+        if marked:
+            return marked[0]
+    gen = uuid.uuid4().hex[:8]
+    write_json_atomic(parts / _BUILDING.format(gen=gen), {"key": key})
+    return gen
+
+
+def _holds(path: Path, shard_key: str) -> bool:
+    """Whether `path` is a finished shard of that key."""
+    if not path.is_file():
+        return False
+    try:
+        with GalaxyFile(path) as f:
+            return f.shard_key == shard_key
+    except InputError:
+        return False
+
+
+def _files_of_out(out: Path, parts: Path) -> set[str]:
+    """The shard files a complete OUT maps (none if OUT is not a readable virtual file)."""
+    try:
+        with GalaxyFile(out) as f:
+            return {p.name for p in f.parts if p.parent.resolve() == parts.resolve()}
+    except InputError:
+        return set()
+
+
+def _remove_all_but(parts: Path, keep: set[str]) -> None:
+    """Every shard, attempt and marker in `parts` but the files named in `keep`."""
+    for p in parts.iterdir():
+        if p.name not in keep and _ours(p.name):
+            p.unlink(missing_ok=True)
+
+
+def _remove_empty(parts: Path) -> None:
+    try:
+        parts.rmdir()
+    except OSError:  # a file of someone else's, or of a complete OUT: kept
+        pass
 
 
 def _remove_strays(parts: Path) -> None:

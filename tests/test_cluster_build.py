@@ -87,6 +87,16 @@ def plain(inputs, tmp_path_factory) -> Path:
     return out
 
 
+def shard_index(path: Path) -> int:
+    """The index of a shard file, part-<generation>-<index>.h5."""
+    return int(re.fullmatch(r"part-[0-9a-f]{8}-(\d{5})\.h5", path.name).group(1))
+
+
+def shard(out: Path, index: int) -> Path:
+    """The shard file of `index` that OUT maps."""
+    return next(p for p in parts_folder(out).glob("part-*.h5") if shard_index(p) == index)
+
+
 def assert_same_file(a: Path, b: Path) -> None:
     """The same rows, normalization, skipped list and attributes (but the build's own record)."""
     with GalaxyFile(a) as fa, GalaxyFile(b) as fb:
@@ -110,7 +120,7 @@ def test_a_cluster_build_reads_back_identical_to_a_plain_build(inputs, plain, cl
     with GalaxyFile(out) as f:
         assert f.is_virtual and len(f.parts) == 5  # 303 ids in shards of 64
         assert all(p.parent == parts_folder(out) for p in f.parts)
-    assert sorted(p.name for p in parts_folder(out).iterdir()) == [f"part-{k:05d}.h5" for k in range(5)]
+    assert [shard_index(p) for p in sorted(parts_folder(out).iterdir())] == list(range(5))
     # the file and its shards move together: the mappings are relative
     moved = tmp_path / "moved"
     moved.mkdir()
@@ -131,8 +141,9 @@ def test_consolidate_writes_one_plain_file_and_removes_the_shards(inputs, plain,
 def test_a_missing_shard_is_one_line_not_zeros(inputs, cluster, tmp_path):
     out = tmp_path / "holed.h5"
     build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=128))
-    (parts_folder(out) / "part-00001.h5").unlink()
-    with pytest.raises(InputError, match="part-00001.h5 is missing"):
+    gone = shard(out, 1)
+    gone.unlink()
+    with pytest.raises(InputError, match=f"{gone.name} is missing"):
         GalaxyFile(out)
 
 
@@ -198,14 +209,15 @@ def test_resume_builds_only_the_missing_shards_and_equals_a_whole_build(inputs, 
     parts = parts_folder(out)
     kept = {p.name: p.stat().st_mtime_ns for p in parts.iterdir()}
     out.unlink()  # as if the build had died before writing OUT, with two shards not done
-    (parts / "part-00001.h5").unlink()
-    (parts / "part-00003.h5").rename(parts / "part-00003.1a2b3c.h5.partial")  # a killed attempt's file
+    names = {k: shard(out, k).name for k in range(5)}
+    shard(out, 1).unlink()
+    shard(out, 3).rename(parts / names[3].replace(".h5", ".1a2b3c.h5.partial"))  # a killed attempt's file
     summary = build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64, resume=True))
     assert summary.resumed_from == 61 + 64 + 47  # shards 0, 2 and 4 kept (0 holds the 3 bad ids; 4 is the last 47)
     assert_same_file(plain, out)
     now = {p.name: p.stat().st_mtime_ns for p in parts.iterdir()}
-    assert sorted(now) == [f"part-{k:05d}.h5" for k in range(5)]  # the stray attempt is gone
-    assert all(now[n] == kept[n] for n in ("part-00000.h5", "part-00002.h5", "part-00004.h5"))
+    assert sorted(now) == sorted(names.values())  # the same generation taken up; the stray attempt is gone
+    assert all(now[names[k]] == kept[names[k]] for k in (0, 2, 4))
     # a different build into the same output does not take those shards
     other = build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64, resume=True, limit=200))
     assert other.resumed_from == 0 and other.n_written == 197
@@ -249,7 +261,7 @@ def test_a_worker_killed_mid_shard_is_retried_and_the_result_is_exact(inputs, pl
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid), 0)  # that worker is gone, and its shard was built again elsewhere
     assert_same_file(plain, out)
-    assert sorted(p.name for p in parts_folder(out).iterdir()) == [f"part-{k:05d}.h5" for k in range(3)]
+    assert [shard_index(p) for p in sorted(parts_folder(out).iterdir())] == list(range(3))
 
 
 class KillEveryTime(WorkerPlugin):
@@ -276,8 +288,8 @@ def test_a_shard_that_kills_every_worker_is_one_line_and_keeps_the_others(inputs
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and re.search(r"shard 1 \(\d+ images from here\) killed its worker", errors[0]), err
     assert not out.exists()
-    kept = sorted(p.name for p in parts_folder(out).glob("part-?????.h5"))
-    assert "part-00001.h5" not in kept and kept  # what finished stays for --resume
+    kept = [shard_index(p) for p in parts_folder(out).glob("part-*.h5") if p.name.count(".") == 1]
+    assert 1 not in kept and kept  # what finished stays for --resume
 
 
 class OtherVersion(WorkerPlugin):
@@ -456,3 +468,48 @@ def test_out_vouches_for_its_shards(inputs, cluster, tmp_path, damage):
     message = str(err.value)
     assert victim.name in message and "Rebuild it: `galaxyprep build" in message and "--overwrite" in message
     assert "\n" not in message
+
+
+def test_a_rebuild_keeps_the_old_out_whole_until_the_new_one_is_complete(inputs, cluster, tmp_path, monkeypatch):
+    """A new generation of shards beside the old; a stale copy of OUT never reads the new build's pixels."""
+    from galaxyprep import cluster_build
+
+    out = tmp_path / "v.h5"
+    build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=128))
+    old_parts = sorted(p.name for p in parts_folder(out).iterdir())
+    with GalaxyFile(out) as f:
+        old_pixels = f.images(0, f.n_images)
+    stale = tmp_path / "stale.h5"
+    shutil.copyfile(out, stale)  # a copy kept beside it: it maps the same shard files
+    (tmp_path / "stale.h5.parts").symlink_to(parts_folder(out))
+
+    real_run = cluster_build._run
+
+    def dies_after_one_shard(client, todo, results, *args, **kwargs):
+        real_run(client, todo[:1], results, *args, **kwargs)
+        raise InputError("worker", "lost (as if the cluster went away mid-build)")
+
+    monkeypatch.setattr(cluster_build, "_run", dies_after_one_shard)
+    with pytest.raises(InputError, match="lost"):
+        build_galaxy_file(replace(config(inputs, out, scheduler=cluster, shard_images=128, overwrite=True), crop=150))
+    with GalaxyFile(out) as f:  # the old OUT, whole, while the rebuild's first shard sits beside it
+        assert np.array_equal(f.images(0, f.n_images), old_pixels) and f.info.crop == 200
+    assert set(old_parts) < {p.name for p in parts_folder(out).iterdir()}
+    monkeypatch.setattr(cluster_build, "_run", real_run)
+    build_galaxy_file(replace(config(inputs, out, scheduler=cluster, shard_images=128, overwrite=True,
+                                     resume=True), crop=150))
+    with GalaxyFile(out) as f:
+        assert f.info.crop == 150
+    assert not set(old_parts) & {p.name for p in parts_folder(out).iterdir()}  # the old generation is gone
+    assert not list(parts_folder(out).glob("building-*"))
+    with pytest.raises(InputError, match="is missing"):
+        GalaxyFile(stale)  # refused, where it once read the crop-150 pixels under its crop-200 attributes
+
+
+def test_resume_consolidate_over_older_shards_leaves_one_plain_file(inputs, plain, cluster, tmp_path):
+    out = tmp_path / "c.h5"
+    build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64))
+    build_galaxy_file(config(inputs, out, scheduler=cluster, shard_images=64, consolidate=True, resume=True,
+                             overwrite=True))
+    assert_same_file(plain, out)
+    assert not parts_folder(out).exists()
