@@ -24,7 +24,8 @@ import os
 import queue
 import threading
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ _PART = "part-{gen}-{index:05d}.h5"
 #: The marker of a generation being built, with its build key: --resume takes that generation up again.
 _BUILDING = "building-{gen}.json"
 CONNECT_TIMEOUT_S = 20  # to reach a scheduler given by address
+ANSWER_GRACE_S = 10  # and this much more for it to answer Dask's handshake
 
 
 def parts_folder(out: str | Path) -> Path:
@@ -349,8 +351,16 @@ class ClusterSession:
     def __init__(self, config: BuildConfig):
         self._config = config
         self._stack = ExitStack()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="dask-connect")
-        self._future: Future = self._pool.submit(self._connect)
+        # A daemon thread, not an executor's: a connection that never completes (a port that is not a
+        # Dask scheduler's) must not keep the process alive at exit.
+        self._future: Future = Future()
+        threading.Thread(target=self._connect_into_future, name="dask-connect", daemon=True).start()
+
+    def _connect_into_future(self) -> None:
+        try:
+            self._future.set_result(self._connect())
+        except BaseException as exc:  # handed to the build's thread by client()
+            self._future.set_exception(exc)
 
     def _connect(self):
         try:  # in this thread: importing distributed takes 0.2-0.45 s
@@ -389,15 +399,29 @@ class ClusterSession:
         return client
 
     def client(self):
-        """The connected client (waits for the connection; raises its InputError)."""
-        return self._future.result()
+        """The connected client (waits for the connection; raises its InputError).
+
+        A remote address gets CONNECT_TIMEOUT_S plus ANSWER_GRACE_S in all:
+        Dask's own timeout covers reaching the port, not a service there that
+        accepts the connection and never answers Dask's handshake (an HTTP
+        server: it waited 12 minutes, holding the output's lock).
+        """
+        if self._config.scheduler == "local":
+            return self._future.result()  # our own cluster starting: it ends, one way or the other
+        try:
+            return self._future.result(timeout=CONNECT_TIMEOUT_S + ANSWER_GRACE_S)
+        except FutureTimeout:
+            raise InputError(f"--scheduler {self._config.scheduler}",
+                             f"no Dask scheduler answered within {CONNECT_TIMEOUT_S + ANSWER_GRACE_S} s: the port "
+                             "accepts connections but does not speak Dask's protocol (a dashboard or other "
+                             "HTTP port?); give the scheduler's address, tcp://HOST:8786 by default") from None
 
     def close(self) -> None:
-        try:
-            self._future.result()  # never leave a cluster starting behind us
-        except Exception:  # its error was raised to the build already, or the build failed before
-            pass
-        self._pool.shutdown()
+        if self._config.scheduler == "local" or self._future.done():
+            try:
+                self._future.result()  # never leave a cluster starting behind us
+            except Exception:  # its error was raised to the build already, or the build failed before
+                pass
         self._stack.close()
 
     def __enter__(self) -> "ClusterSession":

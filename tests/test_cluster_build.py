@@ -513,3 +513,28 @@ def test_resume_consolidate_over_older_shards_leaves_one_plain_file(inputs, plai
                              overwrite=True))
     assert_same_file(plain, out)
     assert not parts_folder(out).exists()
+
+
+def test_a_port_that_is_not_a_dask_scheduler_ends_in_bounded_time(inputs, tmp_path, monkeypatch):
+    """An HTTP server accepts the connection and never answers Dask's handshake: it held the lock 12 minutes."""
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    from galaxyprep import cluster_build
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    server.daemon_threads = True  # its handler waits for a request line Dask never sends
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(cluster_build, "CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(cluster_build, "ANSWER_GRACE_S", 2)
+    out = tmp_path / "h.h5"
+    started = time.monotonic()
+    try:
+        with pytest.raises(InputError, match="no Dask scheduler answered within 3 s"):
+            build_galaxy_file(config(inputs, out, scheduler=f"tcp://127.0.0.1:{server.server_port}"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert time.monotonic() - started < 30
+    assert not out.exists() and not parts_folder(out).exists()
+    build_galaxy_file(config(inputs, out, scheduler="local", shard_images=128))  # the lock was let go
+    assert GalaxyFile(out).n_images == N_IMAGES
