@@ -70,9 +70,13 @@ def exclusive_lock(target: str | Path) -> Iterator[None]:
         yield
         return
     path = lock_path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:  # a read-only folder or file system, a full disk: before anything is done
+            raise InputError(target, f"cannot write in {path.parent} ({exc.strerror or exc}); choose an output "
+                                     "in a folder you can write to") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -58,6 +58,9 @@ def test_the_chief_is_the_chief_task_or_worker_0_and_tf_config_errors_name_the_p
            ({"TF_CONFIG": "[]"}, "'cluster' and a 'task'"),
            (_tf_config({"worker": ["a:1"], "ps": ["p:1"]}, {"type": "worker", "index": 0}), "ps"),
            (_tf_config({"worker": ["a"]}, {"type": "worker", "index": 0}), "host:port"),
+           (_tf_config({"worker": ["localhost:abc"]}, {"type": "worker", "index": 0}), "'localhost:abc': a port"),
+           (_tf_config({"worker": ["localhost:0", "b:1"]}, {"type": "worker", "index": 0}), "from 1 to 65535"),
+           (_tf_config({"worker": [":2222"]}, {"type": "worker", "index": 0}), "after the host"),
            (_tf_config(two, {"type": "worker", "index": 2}), "task.index 2"),
            (_tf_config(two, {"type": "evaluator", "index": 0}), "task.type")]
     for environ, fragment in bad:

@@ -384,3 +384,23 @@ def test_ctrl_c_says_what_each_command_leaves(monkeypatch):
     assert code == 130 and "resumes" not in err and "interrupted" in err
     code, err = train("fit", "--data", "d.h5", "--out", "r")
     assert code == 130 and "a fit resumes from its last completed epoch" in err
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(kaggle, make_galaxy_file, tmp_path, capsys, monkeypatch):
+    """A read-only folder (or file system): the lock beside the output cannot be made. It was a traceback."""
+    data = make_galaxy_file(n=40, size=24)
+    run = tmp_path / "run"
+    assert train("fit", "--data", data, "--out", run, "--epochs", "1")[0] == 0
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if str(path).endswith(".lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    one_line(*prep(capsys, *build_args(kaggle, tmp_path / "ro" / "x.h5")), "cannot write in", "Permission denied")
+    one_line(*train("fit", "--data", data, "--out", tmp_path / "run2", "--epochs", "1"), "cannot write in")
+    one_line(*train("predict", "--run", run, "--data", data, "--out", tmp_path / "s.csv"), "cannot write in")
+    one_line(*train("score", "--run", run, "--data", data, "--report", tmp_path / "r.json"), "cannot write in")
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "r.json").exists()
