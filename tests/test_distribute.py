@@ -48,7 +48,7 @@ def test_the_chief_is_the_chief_task_or_worker_0_and_tf_config_errors_name_the_p
     two = {"worker": ["a:1", "b:2"]}
     assert distribute.worker_role("multi-worker", _tf_config(two, {"type": "worker", "index": 0})).is_chief
     assert not distribute.worker_role("multi-worker", _tf_config(two, {"type": "worker", "index": 1})).is_chief
-    with_chief = {"chief": ["c:0"], "worker": ["a:1"]}
+    with_chief = {"chief": ["c:3"], "worker": ["a:1"]}
     role = distribute.worker_role("multi-worker", _tf_config(with_chief, {"type": "worker", "index": 0}))
     assert not role.is_chief and role.n_workers == 2
     assert distribute.worker_role("multi-worker", _tf_config(with_chief, {"type": "chief", "index": 0})).is_chief
