@@ -123,6 +123,7 @@ class BuildSummary:
     other_split: int = 0         # images on the other side of --split
     split: str = ""              # how --split chose, for the summary line
     ignored_files: int = 0
+    duplicates: list[str] = field(default_factory=list)  # GalaxyIDs stored twice with the same bytes: one used
     seconds: float = 0.0
     resumed_from: int = 0
     plan: dict = field(default_factory=dict)
@@ -156,6 +157,9 @@ class BuildSummary:
             out.append(f"{self.other_split:,} image(s) of the other side of the split: not built ({self.split})")
         if self.ignored_files:
             out.append(f"ignored {self.ignored_files:,} file(s) not named <GalaxyID>.jpg")
+        if self.duplicates:
+            out.append(f"{len(self.duplicates):,} GalaxyID(s) stored more than once with the same bytes, one copy "
+                       f"used: {'; '.join(self.duplicates[:3])}" + (" ..." if len(self.duplicates) > 3 else ""))
         return out
 
 
@@ -190,7 +194,8 @@ def _build(config: BuildConfig, progress: Callable[[int, int], None] | None,
 
             session = stack.enter_context(ClusterSession(config))
         source = ImageSource(config.images)
-        summary = BuildSummary(out=Path(config.out), n_written=0, ignored_files=source.ignored)
+        summary = BuildSummary(out=Path(config.out), n_written=0, ignored_files=source.ignored,
+                               duplicates=list(source.duplicates))
         ids, labels, problems = _select(source, config, summary, say)
         plan = _plan_from_sample(source, ids, config)
         summary.plan = plan.describe()

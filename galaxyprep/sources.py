@@ -53,6 +53,7 @@ class ImageSource:
         self.ids: dict[int, str] = {}
         self.problems: list[Problem] = []
         self.ignored = 0  # files that are not <GalaxyID>.jpg (README, .DS_Store, ...)
+        self.duplicates: list[str] = []  # GalaxyIDs stored more than once with the same bytes, one copy used
         self._root = str(self.path)
         self._zip_key: tuple | None = None
         if self.path.is_dir():
@@ -98,12 +99,24 @@ class ImageSource:
             else:
                 ids[gid] = name
         self.ignored += ignored
-        if dupes:
-            for gid in [g for g in ids if g in dupes]:  # in the order of their first copies
-                found = dupes[gid]
-                del ids[gid]
-                self.problems.append(Problem(self.describe(found[0]),
-                                             f"duplicate GalaxyID {gid}, also in {', '.join(found[1:])}; all copies left out"))
+        for gid in [g for g in ids if g in dupes]:  # in the order of their first copies
+            found = dupes[gid]
+            if self._same_bytes(found):  # one galaxy stored twice: the first name (sorted) is used
+                self.duplicates.append(f"GalaxyID {gid}: {self.describe(found[0])} used, the same bytes as "
+                                       f"{', '.join(self.describe(n) for n in found[1:])}")
+                continue
+            del ids[gid]
+            self.problems.append(Problem(self.describe(found[0]),
+                                         f"duplicate GalaxyID {gid} with other bytes in "
+                                         f"{', '.join(self.describe(n) for n in found[1:])}; "
+                                         "all copies left out (which is the galaxy?)"))
+
+    def _same_bytes(self, names: list[str]) -> bool:
+        try:
+            first = self._read_name(names[0])
+            return all(self._read_name(name) == first for name in names[1:])
+        except (OSError, zipfile.BadZipFile, zlib.error, EOFError):
+            return False
 
     def describe(self, name: str) -> str:
         """A path the user can find: the file, or archive:member."""
@@ -116,7 +129,7 @@ class ImageSource:
         part._root = os.path.abspath(self._root)  # read from a worker whose working folder is not ours
         part._zip_key = None if self._zip_key is None else (os.path.abspath(self._zip_key[0]),) + self._zip_key[1:]
         part.ids = {int(g): self.ids[int(g)] for g in ids}
-        part.problems, part.ignored = [], 0
+        part.problems, part.ignored, part.duplicates = [], 0, []
         return part
 
     def forget_handles(self) -> None:
@@ -126,7 +139,9 @@ class ImageSource:
 
     def read(self, gid: int) -> bytes:
         """The raw bytes of one image; safe to call from several threads."""
-        name = self.ids[gid]
+        return self._read_name(self.ids[gid])
+
+    def _read_name(self, name: str) -> bytes:
         if self.kind == "folder":
             return read_file(os.path.join(self._root, name))  # str join: pathlib costs us per image
         zf = _zip_handle(self._zip_key)

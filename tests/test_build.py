@@ -293,7 +293,7 @@ def bad_input(good, tmp_path):
     for name, (data, _) in bad.items():
         (folder / name).write_bytes(data)
     dup = good["ids"][0]
-    (folder / f"0{dup}.jpg").write_bytes(sample)  # same GalaxyID twice
+    (folder / f"0{dup}.jpg").write_bytes(good["jpegs"][good["ids"][1]])  # same GalaxyID twice, another image
     header = "GalaxyID," + ",".join(CLASS_NAMES)
     valid = normalize_tree(np.full((1, 37), 0.5))[0]  # obeys the tree: only its GalaxyID is wrong
     ok_row = lambda gid: f"{gid}," + ",".join(f"{v:.6f}" for v in valid)  # noqa: E731

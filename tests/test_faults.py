@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -404,3 +405,52 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(kaggle, make_galaxy
     one_line(*train("predict", "--run", run, "--data", data, "--out", tmp_path / "s.csv"), "cannot write in")
     one_line(*train("score", "--run", run, "--data", data, "--report", tmp_path / "r.json"), "cannot write in")
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "r.json").exists()
+
+
+def test_predict_from_jpegs_accounts_for_every_file(kaggle, make_galaxy_file, tmp_path):
+    """Duplicates named (identical copies: one used; different bytes: refused), every reason kept, ignored counted."""
+    from galaxytrain.inference.predictions_file import read_predictions
+
+    data, _ = kaggle
+    run = tmp_path / "run"
+    built = tmp_path / "train.h5"
+    assert prep_ok(build_args(kaggle, built))
+    assert train("fit", "--data", built, "--out", run, "--epochs", "1")[0] == 0
+    jpegs = sorted(data.train_images.glob("*.jpg"))
+    folder = tmp_path / "mixed"
+    (folder / "sub1").mkdir(parents=True)
+    (folder / "sub2").mkdir()
+    for p in jpegs[:6]:
+        shutil.copyfile(p, folder / p.name)
+    same = jpegs[6]
+    shutil.copyfile(same, folder / "sub1" / same.name)
+    shutil.copyfile(same, folder / "sub2" / same.name)                 # the same galaxy twice: one used
+    other = jpegs[7]
+    shutil.copyfile(other, folder / other.name)
+    shutil.copyfile(jpegs[8], folder / ("0" + other.name))             # another image under the same GalaxyID
+    (folder / "9.jpg").write_text("not a JPEG")                         # left out: not an image
+    (folder / "notes.txt").write_text("hello")                          # ignored
+    (folder / "Thumbs.db").write_bytes(b"\0")                           # ignored
+    out = tmp_path / "p.h5"
+    result = CliRunner().invoke(galaxytrain_app, ["predict", "--run", str(run), "--images", str(folder), "--out",
+                                                  str(out), "--format", "hdf5", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    found = read_predictions(out)
+    ids, meta = found.ids, found.meta
+    assert sorted(ids) == sorted(int(p.stem) for p in jpegs[:7])
+    reasons = {Path(item["file"]).name: item["problem"] for item in meta["skipped"]}
+    clash = [f"{name}: {why}" for name, why in reasons.items() if "with other bytes" in why]
+    assert len(clash) == 1 and "0" + other.name in clash[0] and f"/{other.name}" in clash[0]
+    assert "9.jpg" in reasons and meta["ignored_files"] == 2
+    assert len(meta["duplicates"]) == 1 and same.stem in meta["duplicates"][0]
+    log = result.output
+    assert log.count("left out: ") == 2 and "the same bytes as" in log
+    assert "2 left out, 2 ignored (not <GalaxyID>.jpg), 1 stored twice and used once" in log
+
+
+def prep_ok(args) -> bool:
+    try:
+        galaxyprep_main([str(a) for a in args])
+    except SystemExit as exc:
+        return not exc.code
+    return True

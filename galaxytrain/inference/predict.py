@@ -12,13 +12,14 @@ validation saw.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import CLASS_NAMES, N_CLASSES, BuildConfig, GalaxyFile, InputError, build_galaxy_file, crop_resize
+from galaxyprep import (CLASS_NAMES, N_CLASSES, BuildConfig, BuildSummary, GalaxyFile, InputError,
+                        build_galaxy_file, crop_resize)
 
 from ..data import Normalization, TestTimeViews
 from ..data.views import check_tta
@@ -100,6 +101,8 @@ class Predictions:
     spread: np.ndarray | None   # (N, 37): std over the test-time views, averaged over the models; None at tta 1
     models: list[TrainedModel]
     tta: int
+    #: Images of a folder or zip that were left out, each with its reason (none for a file or an array).
+    skipped: list[str] = field(default_factory=list)
 
     def to_frame(self, clip: bool = True):
         """A pandas DataFrame indexed by GalaxyID with Kaggle's 37 columns (clipped to [0, 1], as submitted)."""
@@ -185,7 +188,9 @@ def predict_source(sources: Sequence[ModelSource], source, tta: int | None = Non
         return predict_runs(sources, path, tta, batch_size, progress)
     with tempfile.TemporaryDirectory(prefix="galaxytrain-images-") as tmp:
         built = build_for_models(sources, path, Path(tmp) / "images.h5", log=lambda line: None)
-        return predict_runs(sources, built, tta, batch_size, progress)
+        found = predict_runs(sources, built.out, tta, batch_size, progress)
+        found.skipped = [str(p) for p in built.skipped]
+        return found
 
 
 def _ensemble(sources: Sequence[ModelSource], tta: int, n: int, ids: np.ndarray, read, size_of, batch_size: int,
@@ -214,8 +219,13 @@ def _ensemble(sources: Sequence[ModelSource], tta: int, n: int, ids: np.ndarray,
 
 
 def build_for_models(sources: Sequence[ModelSource], images: str | Path, out: Path,
-                     log: Callable[[str], None]) -> Path:
-    """A galaxyprep file of `images` (a folder or zip of JPEGs) at the crop and size the models were trained on."""
+                     log: Callable[[str], None]) -> BuildSummary:
+    """A galaxyprep file of `images` (a folder or zip of JPEGs) at the crop and size the models were trained on.
+
+    Every image left out is said with its reason as it is found, then what
+    the build counted (left out, ignored, duplicates): a prediction must
+    account for every file it was given.
+    """
     builds = set()
     for source in sources:
         data = record_of(source).get("data", {})
@@ -227,7 +237,10 @@ def build_for_models(sources: Sequence[ModelSource], images: str | Path, out: Pa
         raise InputError("--run", f"the models were trained on different builds ({sorted(builds)}); predict each "
                                   "from its own file")
     crop, size = builds.pop()
-    summary = build_galaxy_file(BuildConfig(images=Path(images), out=out, crop=crop, size=size))
-    log(f"built {summary.n_written:,} images from {images} at --crop {crop} --size {size}"
-        + (f"; left out {len(summary.skipped)} (first: {summary.skipped[0]})" if summary.skipped else ""))
-    return out
+    summary = build_galaxy_file(BuildConfig(images=Path(images), out=out, crop=crop, size=size),
+                                report=lambda line: log(f"left out: {line}"))
+    log(f"built {summary.n_written:,} images from {images} at --crop {crop} --size {size}")
+    for line in summary.lines()[1:]:
+        if not line.startswith("decoder:"):
+            log(line)
+    return summary

@@ -55,19 +55,26 @@ def predict_submission(run: ModelSource | Sequence[ModelSource], data: str | Pat
     check_output(out, [("--images", images)] + protected_paths(runs, data), is_ours, kind,
                  overwrite)
     with exclusive_lock(out):
+        counts = {}
         if images is None:
             found = _predict(runs, Path(data), tta, batch_size, progress)
         else:
             with tempfile.TemporaryDirectory(prefix=".galaxytrain-", dir=Path(out).resolve().parent) as tmp:
                 built = build_for_models(runs, images, Path(tmp) / "images.h5", log)
-                found = _predict(runs, built, tta, batch_size, progress)
+                found = _predict(runs, built.out, tta, batch_size, progress)
+            counts = {"skipped": [{"file": p.file, "problem": p.problem} for p in built.skipped],
+                      "ignored_files": built.ignored_files, "duplicates": built.duplicates}
         source = str(images if images is not None else data)
         if format == "csv":
             path = write_submission(out, found.ids, found.mean)
         else:
             path = write_predictions(out, found.ids, found.mean, found.spread, {
-                "source": source, "runs": [str(t.model_path) for t in found.models], "tta": found.tta})
-    log(f"wrote {path} ({len(found.ids)} galaxies, {', '.join(t.source for t in found.models)}, tta {found.tta})")
+                "source": source, "runs": [str(t.model_path) for t in found.models], "tta": found.tta, **counts})
+    accounted = "" if not counts else (f"; of the files: {len(counts['skipped'])} left out, "
+                                       f"{counts['ignored_files']} ignored (not <GalaxyID>.jpg), "
+                                       f"{len(counts['duplicates'])} stored twice and used once")
+    log(f"wrote {path} ({len(found.ids)} galaxies, {', '.join(t.source for t in found.models)}, tta {found.tta}"
+        f"{accounted})")
     return path
 
 
