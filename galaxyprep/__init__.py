@@ -9,6 +9,7 @@ from .atomic import atomic_write, jsonable, write_json_atomic, write_text_atomic
 from .builder import BuildConfig, BuildSummary
 from .builder import build as build_galaxy_file  # a BuildConfig's build; `build` takes the options
 from .errors import InputError
+from .interrupts import Terminated, sigterm_interrupts
 from .galaxy_file import GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file
 from .kernels import crop_resize, normalize_batch, normalize_batch_serial
 from .outputs import check_output, exclusive_lock, same_path
@@ -40,6 +41,7 @@ __all__ = [
     "QUESTION_NAMES",
     "QUESTION_SLICES",
     "SCALING_ORDER",
+    "Terminated",
     "GalaxyFile",
     "GalaxyFileInfo",
     "GalaxyFileWriter",
@@ -56,6 +58,7 @@ __all__ = [
     "exclusive_lock",
     "in_holdout",
     "same_path",
+    "sigterm_interrupts",
     "unit_hash",
     "jsonable",
     "normalize_batch",

@@ -10,6 +10,7 @@ import typer
 
 from .builder import BuildConfig
 from .errors import InputError
+from .interrupts import Terminated, sigterm_interrupts
 from .recipes import DATA_RECIPES
 from .version import __version__
 
@@ -121,6 +122,11 @@ def build(
 
     try:
         summary = run_build(config, progress=advance if progress and not quiet else None, report=report)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (sigterm_interrupts)
+        terminated = isinstance(exc, Terminated)
+        typer.echo(("terminated (SIGTERM)" if terminated else "interrupted") + ": what was written is kept; the "
+                   "same command with --resume continues it", err=True)
+        raise typer.Exit(143 if terminated else 130) from None
     finally:
         if meter:
             meter[0].close()
@@ -205,11 +211,11 @@ def main(argv: list[str] | None = None) -> None:
     propagates as the bug it is.
     """
     try:
-        app(args=argv, prog_name="galaxyprep")
+        with sigterm_interrupts():  # SIGTERM unwinds as Ctrl-C does (the build command says what is kept)
+            app(args=argv, prog_name="galaxyprep")
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
-
 
 if __name__ == "__main__":
     main()

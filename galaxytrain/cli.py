@@ -17,7 +17,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from galaxyprep import InputError
+from galaxyprep import InputError, Terminated, sigterm_interrupts
 
 from . import __version__
 from .choices import Augment, Head, Loss, LrSchedule, OutputFormat, Strategy
@@ -64,19 +64,25 @@ _FIT_INTERRUPTED = "interrupted (a fit resumes from its last completed epoch: ru
 
 
 def _run(action: Callable[[], object], interrupted: str = _INTERRUPTED) -> None:
-    """Call `action`; an InputError becomes one line on stderr and exit code 1, Ctrl-C `interrupted` and 130."""
+    """Call `action`; an InputError becomes one line on stderr and exit code 1, Ctrl-C `interrupted` and 130.
+
+    SIGTERM (kill, a batch scheduler, a notebook server shutting down) ends it
+    the same way, with the same cleanup, and exit code 143.
+    """
     _quiet_tensorflow()
     try:
-        from .gpu import import_tensorflow_quietly
+        with sigterm_interrupts():
+            from .gpu import import_tensorflow_quietly
 
-        import_tensorflow_quietly()
-        action()
+            import_tensorflow_quietly()
+            action()
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        typer.echo(interrupted, err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        typer.echo(("terminated (SIGTERM): " if terminated else "") + interrupted, err=True)
+        raise typer.Exit(143 if terminated else 130) from None
 
 
 def _echo(line: str) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from galaxyprep.cli import app as prep_app
 from galaxytrain.cli import app
 from galaxytrain.run_dir import read_history_csv
 
@@ -168,3 +169,90 @@ def test_synthetic_galaxies_train_below_the_mean_predictor(tmp_path):
     predicted = _invoke("predict", "--run", run, "--data", test_h5, "--out", submission)
     assert predicted.exit_code == 0, predicted.output
     assert len(submission.read_text().splitlines()) == 41
+
+
+def test_sigterm_ends_a_fit_at_once_and_the_same_command_resumes(make_galaxy_file, tmp_path):
+    """SIGTERM (kill, a batch scheduler) unwinds as Ctrl-C: exit 143, one line, the run resumable."""
+    data = make_galaxy_file(n=192, size=32, seed=5, chunk_images=16)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "galaxytrain", "fit", "--data", str(data), "--out", str(run), "--epochs", "40",
+           "--batch-size", "16"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while (not (state := _state(run)) or state["epochs_done"] < 1) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.02)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143 and time.monotonic() - sent < 30
+    assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM): interrupted (a fit resumes")
+    done = _state(run)["epochs_done"]
+    assert 1 <= done < 40 and not list(run.glob("*.tmp*"))
+    again = subprocess.run(cmd[:-4] + ["--epochs", str(done + 1), "--batch-size", "16"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and f"resuming {run} at epoch {done + 1}" in again.stdout, again.stderr
+
+
+def test_sigterm_during_predict_from_jpegs_leaves_no_temporary_files(tmp_path):
+    from galaxyprep.synth import synthesize
+
+    syn = synthesize(tmp_path / "syn", 300, seed=4, size=128)
+    data = tmp_path / "d.h5"
+    assert CliRunner().invoke(prep_app, ["build", "--images", str(syn.train_images), "--labels",
+                                         str(syn.labels_csv), "--crop", "100", "--size", "24", "--out", str(data),
+                                         "-q"]).exit_code == 0
+    run = tmp_path / "run"
+    assert _invoke("fit", "--data", data, "--out", run, "--epochs", "1", "--model", "galaxy_cnn").exit_code == 0
+    out = tmp_path / "preds" / "s.csv"
+    out.parent.mkdir()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "galaxytrain", "predict", "--run", str(run), "--images",
+                             str(syn.train_images), "--out", str(out), "--tta", "32", "--no-progress"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.parent.glob(".galaxytrain-*/images.h5")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err.strip().splitlines()[-1]
+    assert sorted(p.name for p in out.parent.iterdir()) == []  # no .galaxytrain-* folder, no lock, no output
+
+
+def test_sigterm_during_a_build_keeps_it_for_resume(shared_gz, tmp_path):
+    out = tmp_path / "t.h5"
+    cmd = [sys.executable, "-m", "galaxyprep", "build", "--images", str(shared_gz / "images"), "--crop", "200",
+           "--size", "96", "--out", str(out), "--workers", "1", "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not out.with_name(out.name + ".partial").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the build finished before the signal arrived")
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM): what was written is kept")
+    assert not out.exists() and out.with_name(out.name + ".partial").exists()
+    resumed = subprocess.run(cmd + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0 and "wrote 5,866 images" in resumed.stdout, resumed.stderr  # from its checkpoint

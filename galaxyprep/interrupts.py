@@ -1,0 +1,44 @@
+"""SIGTERM ends a command as Ctrl-C does: the same cleanup, the same state kept for a resume.
+
+Python's default for SIGTERM ends the process without unwinding, so a
+command stopped by `kill`, a scheduler or a closing notebook server left its
+temporary files (predict's `.galaxytrain-*` folder) and never said why it
+stopped. Under `sigterm_interrupts` SIGTERM raises `Terminated`, a
+KeyboardInterrupt, in the main thread: every `finally` and context manager
+runs, exactly as for Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises Terminated for the block (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def reinstall() -> None:
+    """Take SIGTERM back after a library installed its own handler (TensorFlow's distributed runtime does)."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is not _raise_terminated:
+        signal.signal(signal.SIGTERM, _raise_terminated)
