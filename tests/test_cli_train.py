@@ -171,30 +171,39 @@ def test_synthetic_galaxies_train_below_the_mean_predictor(tmp_path):
     assert len(submission.read_text().splitlines()) == 41
 
 
+def _sigterm_when(cmd: list[str], ready, wait_s: float = 120, env: dict | None = None) -> tuple[int, str, float]:
+    """Run `cmd`, send SIGTERM once ready() is true; (exit code, stderr, seconds from the signal to the end)."""
+    env = env or dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + wait_s
+        while not ready() and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.005)
+        sent = time.monotonic()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, err, time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_sigterm_ends_a_fit_at_once_and_the_same_command_resumes(make_galaxy_file, tmp_path):
     """SIGTERM (kill, a batch scheduler) unwinds as Ctrl-C: exit 143, one line, the run resumable."""
     data = make_galaxy_file(n=192, size=32, seed=5, chunk_images=16)
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "galaxytrain", "fit", "--data", str(data), "--out", str(run), "--epochs", "40",
            "--batch-size", "16"]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while (not (state := _state(run)) or state["epochs_done"] < 1) and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read()
-            time.sleep(0.02)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143 and time.monotonic() - sent < 30
+    code, err, took = _sigterm_when(cmd, lambda: (_state(run) or {}).get("epochs_done", 0) >= 1)
+    assert code == 143 and took < 30, err
     assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM): interrupted (a fit resumes")
     done = _state(run)["epochs_done"]
     assert 1 <= done < 40 and not list(run.glob("*.tmp*"))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
     again = subprocess.run(cmd[:-4] + ["--epochs", str(done + 1), "--batch-size", "16"], cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and f"resuming {run} at epoch {done + 1}" in again.stdout, again.stderr
@@ -212,22 +221,10 @@ def test_sigterm_during_predict_from_jpegs_leaves_no_temporary_files(tmp_path):
     assert _invoke("fit", "--data", data, "--out", run, "--epochs", "1", "--model", "galaxy_cnn").exit_code == 0
     out = tmp_path / "preds" / "s.csv"
     out.parent.mkdir()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "galaxytrain", "predict", "--run", str(run), "--images",
-                             str(syn.train_images), "--out", str(out), "--tta", "32", "--no-progress"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(out.parent.glob(".galaxytrain-*/images.h5")) and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read()
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, err
+    code, err, _ = _sigterm_when([sys.executable, "-m", "galaxytrain", "predict", "--run", str(run), "--images",
+                                  str(syn.train_images), "--out", str(out), "--tta", "32", "--no-progress"],
+                                 lambda: bool(list(out.parent.glob(".galaxytrain-*/images.h5"))))
+    assert code == 143, err
     assert "terminated (SIGTERM)" in err.strip().splitlines()[-1]
     assert sorted(p.name for p in out.parent.iterdir()) == []  # no .galaxytrain-* folder, no lock, no output
 
@@ -236,23 +233,13 @@ def test_sigterm_during_a_build_keeps_it_for_resume(shared_gz, tmp_path):
     out = tmp_path / "t.h5"
     cmd = [sys.executable, "-m", "galaxyprep", "build", "--images", str(shared_gz / "images"), "--crop", "200",
            "--size", "96", "--out", str(out), "--workers", "1", "--no-progress"]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not out.with_name(out.name + ".partial").exists() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if proc.returncode == 0:
+    partial = out.with_name(out.name + ".partial")
+    code, err, _ = _sigterm_when(cmd, lambda: partial.exists() and partial.stat().st_size > 20_000_000, 60)
+    if code == 0:
         pytest.skip("the build finished before the signal arrived")
-    assert proc.returncode == 143, err
+    assert code == 143, err
     assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM): what was written is kept")
     assert not out.exists() and out.with_name(out.name + ".partial").exists()
-    resumed = subprocess.run(cmd + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(cmd + ["--resume"], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                             capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0 and "wrote 5,866 images" in resumed.stdout, resumed.stderr  # from its checkpoint
