@@ -1,5 +1,5 @@
 # Two commands for a fresh clone:
-#   make demo   set up .venv and run the whole job on the embedded synthetic data
+#   make demo   set up .venv and run the whole job on the embedded synthetic data, then the shipped model
 #   make test   set up .venv and run the tests
 PYTHON ?= python3
 VENV   ?= .venv
@@ -29,6 +29,7 @@ demo: setup
 	$(VENV)/bin/galaxytrain fit --data $(DEMO)/train.h5 --out $(DEMO)/runs/vgg6 --model vgg6 --epochs $(EPOCHS) --batch-size 64 --augment dihedral --overwrite
 	$(VENV)/bin/galaxytrain score --run $(DEMO)/runs/vgg6 --data $(DEMO)/holdout.h5 --report $(DEMO)/report.json --tta 4
 	$(VENV)/bin/galaxytrain predict --run $(DEMO)/runs/vgg6 --data $(DEMO)/test.h5 --out $(DEMO)/submission.csv --tta 4
+	$(VENV)/bin/galaxytrain predict --pretrained best --images $(DEMO)/data/images_test_rev1 --out $(DEMO)/submission_pretrained.csv --no-progress
 
 test: setup
 	$(PY) -m pytest -q
