@@ -180,7 +180,7 @@ def model_card(name: str, summary: str, record: dict, card: dict) -> str:
     questions = "\n".join(f"| {q} | {v:.4f} |" for q, v in ev.get("question_rmse", {}).items())
     return f"""# Shipped model `{name}`
 
-{summary}
+{summary[:1].upper() + summary[1:]}.
 
 Load it with `galaxytrain.load("{name}")`, or `galaxytrain predict --pretrained {name} --images DIR --out FILE.csv`.
 
@@ -193,7 +193,7 @@ Load it with `galaxytrain.load("{name}")`, or `galaxytrain predict --pretrained 
   (fit's GalaxyID hash split, seed {split.get('seed')}, fraction {split.get('val_fraction')}).
 - **Training:** {training['epochs']} epochs, best validation loss at epoch {training['best_epoch']};
   {training['minutes']} min of training in {record.get('gpu', {}).get('policy', 'float32')} on {made.get('machine')}.
-- **Made by:** `{made.get('command')}` at commit {made.get('commit')}, {made.get('date')};
+- **Made by:** `{made.get('command')}`, exported at commit {made.get('commit')}, {made.get('date')};
   TensorFlow {record.get('versions', {}).get('tensorflow')}, Keras {record.get('versions', {}).get('keras')}.
 - **Stored:** weights as float16 ({card.get('weights_bytes', 0) / 1e6:.1f} MB); rounding them moved the validation predictions by
   at most {ev.get('float16_max_abs_change', float('nan')):.2g} and the RMSE by {ev.get('float16_rmse_change', float('nan')):+.1e}.
@@ -225,8 +225,9 @@ training, for fine-tuning on one's own labels, and as a baseline to beat.
 ## Limits
 - Trained on {split.get('n_train', '?'):,} galaxies, about a tenth of the Kaggle training set, all with GalaxyID >= 817377;
   a model trained on all 61,578 should do better.
-- Vote fractions are what volunteers said, not ground truth; rare answers (odd features, the less common arms
-  counts) are predicted least well, as the table above shows.
+- Vote fractions are what volunteers said, not ground truth. The low RMSE of the questions few galaxies reach
+  (Class8, odd features; Class9, the bulge of edge-on disks) comes from the many galaxies whose votes there are
+  near zero; `galaxytrain score` reports per-question accuracy over the galaxies that reach each question.
 - Not tested on other surveys (DECaLS, HSC, DESI), other bands, other framings or pixel scales: build and score
   your own labelled images before trusting it there.
 - Computed in float32 wherever the CPU has no native bfloat16; in bfloat16 (as trained) where it has. The two differ
