@@ -233,3 +233,24 @@ def test_a_build_says_what_its_id_list_left_out(tmp_path):
                                ids_file=tmp_path / "ids.txt")
     assert summary.n_written == 5 and summary.left_by_id_list == 15 and summary.not_in_id_list == 1
     assert "15 image(s) not in the --ids list: not built" in summary.lines()
+
+
+def test_the_shipped_best_model_scores_on_its_validation_galaxies_as_its_card_says(shared_gz, tmp_path):
+    """The package's own model, loaded as a user would, on the real galaxies it was not trained on."""
+    from galaxytrain.data import split_rows
+
+    model = galaxytrain.load("best")
+    card = galaxytrain.models.pretrained.shipped_model("best").meta["card"]["evaluation"]
+    split = model.record["split"]
+    summary = galaxyprep.build(shared_gz / "images", tmp_path / "all.h5", shared_gz / "training_solutions_rev1.csv",
+                               recipe="best")
+    assert summary.n_written == model.record["data"]["n_images"]
+    with GalaxyFile(tmp_path / "all.h5") as f:
+        ids, images, labels = f.ids.copy(), f.images(0, f.n_images), f.labels().astype(np.float64)
+    _, val = split_rows(ids, split["val_fraction"], split["seed"])
+    assert len(val) == split["n_val"]
+    found = model.predict(images[val], ids=ids[val], tta=1)
+    rmse = float(np.sqrt(np.mean((np.clip(found.mean, 0, 1) - labels[val]) ** 2)))
+    # the card's figure was computed in float32; this CPU may compute in bfloat16: rounding apart
+    assert rmse == pytest.approx(card["rmse_1"], abs=2e-3)
+    assert rmse < 0.75 * card["rmse_mean_predictor"]
