@@ -153,9 +153,8 @@ def info(path: Path = typer.Argument(..., help="A file written by galaxyprep bui
     typer.echo(f"  decoder: {i.decoder or '?'}; plan: {i.decode_plan}")
     typer.echo(f"  built by galaxyprep {i.galaxyprep_version or '?'} with: "
                + " ".join(f"{k}={v}" for k, v in i.build_params.items()))
-    left = [f"{i.attrs[key]:,} {what}" for key, what in (("images_without_labels", "image(s) without a label row"),
-                                                          ("labels_without_images", "label row(s) without an image"))
-            if i.attrs.get(key)]
+    left = [f"{n:,} {what}" for n, what in ((i.images_without_labels, "image(s) without a label row"),
+                                            (i.labels_without_images, "label row(s) without an image")) if n]
     if left:
         typer.echo(f"  not built: {'; '.join(left)}")
     typer.echo(f"  skipped at build: {len(i.skipped)}")

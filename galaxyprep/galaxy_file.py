@@ -80,6 +80,8 @@ class GalaxyFileInfo:
     skipped: list = field(default_factory=list)
     attrs: dict = field(default_factory=dict)
     parts: list = field(default_factory=list)  # shard files of a virtual file (str paths)
+    images_without_labels: int = 0  # what the build left out for want of a label row
+    labels_without_images: int = 0  # label rows the build found no image for
 
 
 class GalaxyFile:
@@ -195,7 +197,9 @@ class GalaxyFile:
             decoder=str(attrs.get("decoder", "")), decode_plan=str(attrs.get("decode_plan", "")),
             galaxyprep_version=str(attrs.get("galaxyprep_version", "")),
             build_params=json.loads(attrs.get("build_params", "{}")),
-            skipped=json.loads(attrs.get("skipped", "[]")), attrs=attrs, parts=[str(p) for p in self.parts])
+            skipped=json.loads(attrs.get("skipped", "[]")), attrs=attrs, parts=[str(p) for p in self.parts],
+            images_without_labels=int(attrs.get("images_without_labels", 0)),
+            labels_without_images=int(attrs.get("labels_without_images", 0)))
 
     @property
     def is_open(self) -> bool:

@@ -254,3 +254,18 @@ def test_the_shipped_best_model_scores_on_its_validation_galaxies_as_its_card_sa
     # the card's figure was computed in float32; this CPU may compute in bfloat16: rounding apart
     assert rmse == pytest.approx(card["rmse_1"], abs=2e-3)
     assert rmse < 0.75 * card["rmse_mean_predictor"]
+
+
+def test_info_says_what_the_build_left_out(tmp_path, capsys):
+    from galaxyprep.cli import main
+    from galaxyprep.synth import synthesize
+
+    syn = synthesize(tmp_path / "s", 12, seed=2, size=128)
+    rows = syn.labels_csv.read_text().splitlines()
+    labels = tmp_path / "labels.csv"
+    labels.write_text("\n".join(rows[:-2] + [rows[1].replace(rows[1].split(",")[0], "99", 1)]) + "\n")
+    galaxyprep.build(syn.train_images, tmp_path / "x.h5", labels, crop=CROP, size=SIZE)
+    with pytest.raises(SystemExit) as done:
+        main(["info", str(tmp_path / "x.h5")])
+    assert done.value.code == 0
+    assert "not built: 2 image(s) without a label row; 1 label row(s) without an image" in capsys.readouterr().out

@@ -199,7 +199,8 @@ def _ensemble(sources: Sequence[ModelSource], tta: int, n: int, ids: np.ndarray,
     total = spread = None
     used: list[TrainedModel] = []
     for index, source in enumerate(sources):
-        trained = load(source)
+        trained = load(source, lazy=True)
+        loaded_here = not trained.is_loaded
         check(trained)
         norm = trained.normalization
         if norm is None and own_normalization is not None:
@@ -210,7 +211,7 @@ def _ensemble(sources: Sequence[ModelSource], tta: int, n: int, ids: np.ndarray,
         preds, views = _predict_rows(trained.model, read, n, size_of(trained), tta, batch_size, norm, step, True)
         total = preds.astype(np.float64) if total is None else total + preds
         spread = views.astype(np.float64) if spread is None else spread + views
-        if trained is not source:
+        if loaded_here:
             trained.release()  # loaded here: free it before the next one
         used.append(trained)
     k = len(used)

@@ -8,7 +8,6 @@ which prediction takes the crop, size, normalisation and test-time views.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence, Union
 
@@ -24,24 +23,42 @@ from ..recipes import RECIPES
 from ..run_dir import RunDir
 
 
-@dataclass
 class TrainedModel:
     """A Keras model ready to predict, and the record of the training that made it.
 
     `source` names it in logs and reports: the run folder, or
-    ``pretrained:<name>`` for a shipped model.
+    ``pretrained:<name>`` for a shipped model. The record is read once, when
+    the object is made; the weights are loaded (and verified) when `model` is
+    first used, or given directly, so that an ensemble of many runs is
+    described at once and held in memory one model at a time.
     """
 
-    model: object
-    model_path: Path
-    source: str
-    record: dict = field(default_factory=dict)
-    #: The side of the images the model takes (its input_shape), kept after the model is released.
-    input_size: int | None = None
+    def __init__(self, model, model_path: Path, source: str, record: dict | None = None,
+                 input_size: int | None = None, loader: Callable[[], object] | None = None):
+        self._model = model
+        self.model_path = Path(model_path)
+        self.source = source
+        self.record = record or {}
+        self._loader = loader
+        #: The side of the images the model takes (its input_shape), kept after the model is released.
+        self.input_size = input_size if input_size is not None or model is None else int(model.input_shape[1])
 
-    def __post_init__(self) -> None:
-        if self.model is not None and self.input_size is None:
-            self.input_size = int(self.model.input_shape[1])
+    @property
+    def model(self):
+        """The Keras model, loaded and verified on first use."""
+        if self._model is None:
+            if self._loader is None:
+                raise ValueError(f"{self.source}: the model was released and cannot be loaded again")
+            self._model = self._loader()
+            self.input_size = int(self._model.input_shape[1])
+        return self._model
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    def __repr__(self) -> str:
+        return f"TrainedModel({self.source!r}, loaded={self.is_loaded})"
 
     @property
     def normalization(self) -> Normalization | None:
@@ -73,8 +90,8 @@ class TrainedModel:
         return record_tta(self.record)
 
     def release(self) -> None:
-        """Free the Keras model (an ensemble predicts with one model in memory at a time)."""
-        self.model = None
+        """Free the Keras model (an ensemble predicts with one model in memory at a time); it reloads on use."""
+        self._model = None
 
     def predict(self, images, *, tta: int | None = None, batch_size: int = 64, ids: Sequence[int] | None = None,
                 progress: Callable[[int, int], None] | None = None):
@@ -95,19 +112,21 @@ class TrainedModel:
 ModelSource = Union[TrainedModel, str, Path]
 
 
-def load(source: ModelSource, which: str = "best") -> TrainedModel:
+def load(source: ModelSource, which: str = "best", lazy: bool = False) -> TrainedModel:
     """A run folder, a .keras file of one, or a shipped model's name, loaded once and verified.
 
     A str that names a shipped model (``galaxytrain models``) loads it,
     unless a path of that name exists too: then say which with
-    ``pretrained:<name>`` or ``./<name>``. A Path is always a run.
+    ``pretrained:<name>`` or ``./<name>``. A Path is always a run. `lazy`:
+    read the record now, load the weights when the model is first used.
     """
     if isinstance(source, TrainedModel):
         return source
     shipped = _shipped_name(source)
-    if shipped is not None:
-        return load_shipped(shipped_model(shipped))
-    return load_run(source, which)
+    trained = describe_shipped(shipped_model(shipped)) if shipped is not None else describe_run(source, which)
+    if not lazy:
+        trained.model  # noqa: B018 - load and verify now
+    return trained
 
 
 def _shipped_name(source: str | Path) -> str | None:
@@ -123,26 +142,34 @@ def _shipped_name(source: str | Path) -> str | None:
     return None
 
 
-def load_shipped(shipped: ShippedModel) -> TrainedModel:
-    """A shipped model, its weights checked against model.json's SHA-256."""
-    return TrainedModel(shipped.load(inference_policy), shipped.weights_path, PREFIX + shipped.name,
-                        dict(shipped.record))
+def describe_shipped(shipped: ShippedModel) -> TrainedModel:
+    """A shipped model, its weights checked against model.json's SHA-256 when loaded."""
+    return TrainedModel(None, shipped.weights_path, PREFIX + shipped.name, dict(shipped.record),
+                        loader=lambda: shipped.load(inference_policy))
 
 
 def load_run(run: str | Path, which: str = "best") -> TrainedModel:
     """Load ``<run>/best.keras`` (or ``last``), or a .keras file given directly, ready to predict."""
+    return load(Path(run), which)
+
+
+def describe_run(run: str | Path, which: str = "best") -> TrainedModel:
+    """A run folder's (or a .keras file's) record, read now, and its model, loaded and verified on first use."""
     run = Path(run)
     if run.is_file() and run.suffix == ".keras":
-        return TrainedModel(_load(_verified(RunDir(run.parent), run)), run, str(run.parent), run_record(run))
-    if not run.exists():
+        run_dir, model_path = RunDir(run.parent), run
+    elif not run.exists():
         raise InputError(run, "no such run directory")
-    if not run.is_dir():
+    elif not run.is_dir():
         raise InputError(run, "not a run directory or .keras model file")
-    run_dir = RunDir(run)
-    model_path = run_dir.best if which == "best" else run_dir.last
-    if not model_path.exists():
-        raise InputError(run, f"not a trained run directory (no {model_path.name}); train one with `galaxytrain fit`")
-    return TrainedModel(_load(_verified(run_dir, model_path)), model_path, str(run), run_record(run))
+    else:
+        run_dir = RunDir(run)
+        model_path = run_dir.best if which == "best" else run_dir.last
+        if not model_path.exists():
+            raise InputError(run, f"not a trained run directory (no {model_path.name}); train one with "
+                                  "`galaxytrain fit`")
+    return TrainedModel(None, model_path, str(run_dir.path),
+                        run_dir.read_config() or {}, loader=lambda: _load(_verified(run_dir, model_path)))
 
 
 def run_record(run: str | Path) -> dict:
@@ -153,10 +180,7 @@ def run_record(run: str | Path) -> dict:
 
 def record_of(source: ModelSource) -> dict:
     """A model's training record, without loading its weights."""
-    if isinstance(source, TrainedModel):
-        return source.record
-    shipped = _shipped_name(source)
-    return dict(shipped_model(shipped).record) if shipped is not None else run_record(source)
+    return load(source, lazy=True).record
 
 
 def record_tta(record: dict) -> int:
@@ -180,18 +204,11 @@ def protected_paths(sources: Sequence[ModelSource], data: str | Path | None) -> 
     it reads.
     """
     out: list[tuple[str, Path]] = []
-    for source in sources:
-        if isinstance(source, TrainedModel):
-            out.append(("--run", source.model_path))
-            continue
-        shipped = _shipped_name(source)
-        if shipped is not None:
-            folder = shipped_model(shipped).folder
-            out += [("--pretrained", path) for path in folder.iterdir()]
-            continue
-        run = Path(source)
-        run_dir = RunDir(run.parent if run.suffix == ".keras" else run)
-        out += [("--run", run)] + [("--run", path) for path in run_dir.files()]
+    for trained in (load(source, lazy=True) for source in sources):
+        if trained.source.startswith(PREFIX):
+            out += [("--pretrained", path) for path in trained.model_path.parent.iterdir()]
+        else:
+            out += [("--run", trained.model_path)] + [("--run", path) for path in RunDir(trained.source).files()]
     if data is not None:
         out.append(("--data", Path(data)))
         try:
@@ -207,12 +224,12 @@ def _load(path: Path):
     return load_model_for_prediction(path, inference_policy)
 
 
-def as_sources(sources: ModelSource | Sequence[ModelSource]) -> list[ModelSource]:
-    """One model or several (an ensemble) as a list; at least one."""
+def as_sources(sources: ModelSource | Sequence[ModelSource]) -> list[TrainedModel]:
+    """One model or several (an ensemble), each described once (its record read, its weights not yet loaded)."""
     found = [sources] if isinstance(sources, (str, Path, TrainedModel)) else list(sources)
     if not found:
         raise InputError("--run", "give at least one run directory or --pretrained model")
-    return found
+    return [load(source, lazy=True) for source in found]
 
 
 def check_same_build(trained: TrainedModel, f: GalaxyFile) -> None:
