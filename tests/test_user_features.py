@@ -135,7 +135,7 @@ def test_help_shows_every_default_once_and_the_version():
     assert "Images per step; per replica under --strategy. [default: 64]" in fit_help
     assert "--loader-workers" in fit_help and "--workers" not in fit_help.replace("--loader-workers", "")
     score_help = " ".join(train("score", "--help").output.split())
-    assert "JSON report to write. [default: <run>/report.json]" in score_help
+    assert "JSON report to write. [default: <run>/report.json; --pretrained NAME: NAME-report.json here]" in score_help
     assert "Images per prediction call" in score_help
     version = train("--version")
     assert version.exit_code == 0 and version.output.startswith("galaxytrain ")
