@@ -162,6 +162,9 @@ def fit(
                     "the same command in each; the chief writes --out, which every worker must see). Under a "
                     "strategy --batch-size is per replica (a step takes batch size x replicas images) and "
                     "--learning-rate is used as given, not scaled.")),
+    join_timeout: Optional[float] = typer.Option(None, "--join-timeout", help=_d(
+        "join_timeout", "multi-worker: seconds to wait for every worker of TF_CONFIG to join, then stop with one "
+                        "line (0: no limit).")),
     overwrite: bool = typer.Option(False, "--overwrite", help="Discard what is in --out and start again."),
 ) -> None:
     """Train a model; writes best.keras, last.keras, history.csv, config.json, training_curve.png."""
@@ -177,7 +180,8 @@ def fit(
             learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, limit=limit,
             gpu_memory_limit=gpu_memory_limit, memory_growth=memory_growth, mixed_precision=mixed_precision,
             jit_compile=jit_compile, head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
-            allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy)
+            allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy,
+            join_timeout=join_timeout)
         result = fit_run(config, log=_echo)
         if result.best_epoch is not None:
             what = (f"val RMSE {result.best_val_rmse:.5f}" if result.best_val_rmse is not None

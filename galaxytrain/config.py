@@ -77,6 +77,10 @@ class FitConfig:
     #: processes). Under a strategy ``batch_size`` is per replica: a step takes batch_size x replicas
     #: images; the learning rate is used as given, not scaled.
     strategy: Strategy = "none"
+    #: multi-worker: seconds a worker waits for every other worker of TF_CONFIG to join before it
+    #: gives up with one line (a peer never started, started with another --data, or given the same
+    #: index); 0 waits for ever. Not a resume key.
+    join_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         self.data = Path(self.data)
@@ -106,6 +110,8 @@ class FitConfig:
             bad("--loader-workers", f"must be at least 1, got {self.loader_workers}")
         if self.max_queue_size < 1:
             bad("--max-queue-size", f"must be at least 1, got {self.max_queue_size}")
+        if not 0 <= self.join_timeout < math.inf:
+            bad("--join-timeout", f"must be 0 (no limit) or a number of seconds, got {self.join_timeout}")
         if not 0 < self.learning_rate < math.inf:
             bad("--learning-rate", f"must be positive and finite, got {self.learning_rate}")
         if self.limit is not None and self.limit < 2:

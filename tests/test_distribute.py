@@ -300,3 +300,75 @@ def test_workers_with_other_options_all_stop_in_one_line_instead_of_hanging(data
         assert len(lines) == 1 and "TF_CONFIG" in lines[0] and "other options" in lines[0], err[-2000:]
         assert "Traceback" not in err
     assert not (tmp_path / "run" / "state.json").exists()
+
+
+def _lone_worker(data: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """Worker 0 of a TF_CONFIG of two, started alone: its peer never comes."""
+    hosts = [f"localhost:{p}" for p in _free_ports(2)]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO),
+           "PYTHONUNBUFFERED": "1",
+           "TF_CONFIG": json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": 0}})}
+    cmd = [sys.executable, "-m", "galaxytrain", "fit", "--data", str(data), "--out", str(out), "--strategy",
+           "multi-worker", "--epochs", "1", "--batch-size", str(PER_REPLICA), "--no-progress", *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_worker_whose_peer_never_joins_gives_up_after_the_join_timeout(data_file, tmp_path):
+    proc = _lone_worker(data_file, tmp_path / "run", "--join-timeout", "3")
+    started = time.monotonic()
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1 and time.monotonic() - started < 60, err[-2000:]
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "joined within the --join-timeout (missing: localhost:" in errors[0], err[-2000:]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_ends_a_worker_waiting_for_its_peer(data_file, tmp_path, sig, code):
+    """It waits inside TensorFlow, where Python's handlers never ran: SIGTERM and Ctrl-C did nothing."""
+    proc = _lone_worker(data_file, tmp_path / "run", "--join-timeout", "0")
+    try:
+        waiting = ""
+        while "waiting for the 2 workers" not in waiting:
+            line = proc.stdout.readline()
+            assert line, proc.communicate()[1][-2000:]
+            waiting += line
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code and time.monotonic() - sent < 15, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("terminated (SIGTERM): interrupted" if code == 143 else
+                                                   "interrupted (a fit resumes")
+
+
+
+def test_sigterm_ends_a_training_chief_at_once(data_file, tmp_path):
+    """TensorFlow's runtime took SIGTERM over: a chief sent it trained two more epochs. Now it stops, resumable."""
+    out = tmp_path / "run"
+    procs = _start_workers(data_file, out, tmp_path / "rows.jsonl", 200)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (out / "state.json").exists():
+            assert all(p.poll() is None for p in procs), procs[0].communicate()[1][-2000:]
+            time.sleep(0.05)
+        sent = time.monotonic()
+        procs[0].send_signal(signal.SIGTERM)
+        _, err = procs[0].communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert procs[0].returncode == 143 and took < 30, err[-2000:]
+    assert json.loads((out / "state.json").read_text())["epochs_done"] < 200

@@ -39,7 +39,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -52,6 +54,7 @@ from galaxyprep import N_CLASSES, InputError
 from ..choices import Strategy
 from ..data import EpochOrder, GalaxyBatches
 from ..run_dir import RunDir, sha256_file
+from .rendezvous import meet
 
 Log = Callable[[str], None]
 
@@ -69,6 +72,9 @@ class Role:
     index: int
     n_workers: int
     is_chief: bool
+    #: Every task's host:port in TensorFlow's task order (the chief first), and this task's position there.
+    hosts: tuple[str, ...] = ()
+    position: int = 0
 
     def describe(self) -> str:
         if self.strategy != "multi-worker":
@@ -120,7 +126,9 @@ def worker_role(strategy: Strategy, environ: dict | None = None) -> Role:
                                       f"entries of cluster.{task_type}")
     n_workers = len(cluster.get("chief", [])) + len(cluster["worker"])
     is_chief = task_type == "chief" or ("chief" not in cluster and index == 0)
-    return Role(strategy, task_type, index, n_workers, is_chief)
+    hosts = tuple(cluster.get("chief", [])) + tuple(cluster["worker"])
+    position = index if task_type == "chief" else len(cluster.get("chief", [])) + index
+    return Role(strategy, task_type, index, n_workers, is_chief, hosts, position)
 
 
 def scratch_dir(role: Role) -> Path:
@@ -128,12 +136,23 @@ def scratch_dir(role: Role) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"galaxytrain-{role.task_type}{role.index}-"))
 
 
-def make_strategy(role: Role, log: Log):
-    """The tf.distribute strategy for `role`; call it before TensorFlow runs any op (after GPU options)."""
+def make_strategy(role: Role, log: Log, join_timeout: float = 0.0):
+    """The tf.distribute strategy for `role`; call it before TensorFlow runs any op (after GPU options).
+
+    Multi-worker: TensorFlow's constructor waits, in C++ and holding the GIL,
+    until every worker of TF_CONFIG has joined: no timeout, no signal
+    handled. The workers meet first in Python (`rendezvous.meet`, bounded by
+    `join_timeout` seconds, 0: none), so that TensorFlow finds them all there.
+    """
     import tensorflow as tf
 
     if role.strategy == "multi-worker":
+        log(f"waiting for the {role.n_workers} workers of TF_CONFIG to join"
+            + (f" (--join-timeout {join_timeout:g} s)" if join_timeout > 0 else ""))
+        meet(list(role.hosts), role.position, join_timeout)
+        handlers = _python_handlers()
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        _restore(handlers)  # TensorFlow's runtime installs its own SIGTERM handler: kill was ignored
         where = f"{role.n_workers} workers ({role.describe()})"
     elif role.strategy == "mirrored":
         if tf.config.list_physical_devices("GPU"):
@@ -145,6 +164,19 @@ def make_strategy(role: Role, log: Log):
         raise ValueError(f"no tf.distribute strategy for {role.strategy!r}")
     log(f"strategy {role.strategy}: {strategy.num_replicas_in_sync} replica(s) on {where}")
     return strategy
+
+
+def _python_handlers() -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore(handlers: dict) -> None:
+    """Put Python's handlers back (a C library's sigaction replaced them without Python knowing)."""
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 def chief_value(strategy, role: Role, value: int) -> int:

@@ -134,7 +134,7 @@ def _fit_distributed(config: FitConfig, log: Log) -> FitResult:
         with exclusive_lock(config.out) if scratch is None else nullcontext(), GalaxyFile(config.data) as f:
             data = _checked_data(config, f, log)
             _configure_gpus(config, data, log)
-            strategy = distribute.make_strategy(role, log)  # before TensorFlow runs any op
+            strategy = distribute.make_strategy(role, log, config.join_timeout)  # before TensorFlow runs any op
             replicas = int(strategy.num_replicas_in_sync)
             global_batch = config.batch_size * replicas
             steps = len(data.train_rows) // global_batch
