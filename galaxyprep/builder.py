@@ -9,7 +9,6 @@ the number of images, and the cores stay busy.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -28,7 +27,7 @@ from .decode import DecodePlan, make_plan, probe_size, window_decoder_available
 from .decode_pool import DecodePool
 from .errors import InputError
 from .galaxy_file import GalaxyFileWriter, is_galaxy_file
-from .outputs import check_output, exclusive_lock
+from .outputs import check_output, disk_problem, exclusive_lock
 from .sources import ImageSource, Labels, Problem, read_id_list, read_labels
 from .split import HOLDOUT_FRACTION, HOLDOUT_SEED, in_holdout
 from .version import __version__
@@ -39,7 +38,6 @@ MAX_PIXELS = 64 * 10**6  # far above any survey cutout (Kaggle: 424x424), far be
 AHEAD = 3             # batches decoding while one is written (3 measured a little steadier than 2)
 COMPRESSION = ("none", "gzip", "lzf")
 SPLITS = ("train", "holdout")
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}  # the disk's fault, not ours
 
 
 @dataclass
@@ -206,9 +204,10 @@ def _build(config: BuildConfig, progress: Callable[[int, int], None] | None,
             else:
                 _write_file(source, ids, labels, plan, problems, config, summary, say, progress)
         except OSError as exc:  # creating, filling or committing the file
-            if exc.errno not in _WRITE_ERRNOS:
+            problem = disk_problem(exc)
+            if problem is None:
                 raise
-            raise InputError(config.out, f"cannot write: {exc.strerror}; nothing written") from None
+            raise InputError(config.out, f"{problem}; nothing written") from None
     summary.seconds = time.perf_counter() - t0
     return summary
 

@@ -598,6 +598,11 @@ class GalaxyFileWriter:
             self._stop_raw()
             if self._f.id.valid:
                 self._f.close()
+        except (OSError, RuntimeError):
+            # Closing flushes: on a full disk that fails too (h5py's RuntimeError, which hid the
+            # ENOSPC being handled). The error that brought us here is the one to report; a kept
+            # file that could not be flushed is damaged, and --resume says so and starts again.
+            pass
         finally:
             if not keep:
                 self.partial.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ interleaving its writes with it.
 
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,18 @@ try:
     import fcntl
 except ImportError:  # not POSIX: no advisory locks, outputs are still guarded
     fcntl = None
+
+
+#: Errors that are the disk's doing (full, over quota, read-only, failing, file too large), not the tool's.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+def disk_problem(exc: BaseException) -> str | None:
+    """One line for an OSError the disk caused, else None (anything else is a bug: a traceback)."""
+    if not isinstance(exc, OSError) or exc.errno not in DISK_ERRNOS:
+        return None
+    # os.strerror, not exc.strerror: HDF5's errors carry a multi-line report there
+    return f"cannot write: {os.strerror(exc.errno)}"
 
 
 def same_path(a: str | Path, b: str | Path) -> bool:

@@ -17,7 +17,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from galaxyprep import InputError, Terminated, sigterm_interrupts
+from galaxyprep import InputError, Terminated, disk_problem, sigterm_interrupts
 
 from . import __version__
 from .choices import Augment, Head, Loss, LrSchedule, OutputFormat, Strategy
@@ -78,6 +78,14 @@ def _run(action: Callable[[], object], interrupted: str = _INTERRUPTED) -> None:
             action()
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:  # a full disk, a quota, a read-only file system: one line; anything else is a bug
+        problem = disk_problem(exc)
+        if problem is None:
+            raise
+        kept = ("a fit keeps its last completed epoch: free space and run the same command again"
+                if interrupted == _FIT_INTERRUPTED else "nothing is left under the output's name")
+        typer.echo(f"error: {problem}; {kept}", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)

@@ -156,17 +156,26 @@ class RunDir:
         write_json_atomic(self.config, record)
 
     def commit_epoch(self, model, state: dict, improved: bool) -> None:
-        """Save last (and best when improved), then commit `state`, then rename into place."""
-        model.save(self.last_tmp)
-        _fsync(self.last_tmp)
-        state["last_sha256"] = sha256_file(self.last_tmp)
-        if improved:
-            shutil.copyfile(self.last_tmp, self.best_tmp)
-            _fsync(self.best_tmp)
-            state["best_sha256"] = state["last_sha256"]
-        state["format"] = STATE_FORMAT
-        state["version"] = STATE_VERSION
-        write_json_atomic(self.state, state)
+        """Save last (and best when improved), then commit `state`, then rename into place.
+
+        A write that fails before the commit (a full disk) removes its
+        temporary models: the run stays at its last completed epoch.
+        """
+        try:
+            model.save(self.last_tmp)
+            _fsync(self.last_tmp)
+            state["last_sha256"] = sha256_file(self.last_tmp)
+            if improved:
+                shutil.copyfile(self.last_tmp, self.best_tmp)
+                _fsync(self.best_tmp)
+                state["best_sha256"] = state["last_sha256"]
+            state["format"] = STATE_FORMAT
+            state["version"] = STATE_VERSION
+            write_json_atomic(self.state, state)
+        except BaseException:
+            self.last_tmp.unlink(missing_ok=True)
+            self.best_tmp.unlink(missing_ok=True)
+            raise
         os.replace(self.last_tmp, self.last)
         if improved:
             os.replace(self.best_tmp, self.best)

@@ -454,3 +454,44 @@ def prep_ok(args) -> bool:
     except SystemExit as exc:
         return not exc.code
     return True
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_is_one_line_for_every_command_and_leaves_nothing_half_written(kaggle, make_galaxy_file, tmp_path,
+                                                                                   capsys, monkeypatch):
+    """Measured on a 2 MB tmpfs too (RESULTS); here the disk fills where each command writes."""
+    import keras
+
+    from galaxyprep.galaxy_file import GalaxyFileWriter
+    from galaxytrain.inference import score as score_module
+    from galaxytrain.inference import submission
+
+    data = make_galaxy_file(n=40, size=24)
+    run = tmp_path / "run"
+    assert train("fit", "--data", data, "--out", run, "--epochs", "1")[0] == 0
+    with monkeypatch.context() as m:
+        m.setattr(GalaxyFileWriter, "append", _disk_full)
+        one_line(*prep(capsys, *build_args(kaggle, tmp_path / "b.h5")), "b.h5: cannot write: No space left",
+                 "nothing written")
+        assert not list(tmp_path.glob("b.h5*"))
+    with monkeypatch.context() as m:
+        m.setattr(keras.Model, "save", _disk_full)
+        one_line(*train("fit", "--data", data, "--out", run, "--epochs", "2"), f"{run}: cannot write",
+                 "keeps its last completed epoch")
+    assert not list(run.glob("*.tmp*"))
+    with monkeypatch.context() as m:
+        m.setattr(submission, "write_submission", _disk_full)
+        one_line(*train("predict", "--run", run, "--data", data, "--out", tmp_path / "s.csv", "--no-progress"),
+                 "s.csv: cannot write")
+        m.setattr(score_module, "write_report", _disk_full)
+        one_line(*train("score", "--run", run, "--data", data, "--report", tmp_path / "r.json", "--no-progress"),
+                 "r.json: cannot write", "no report written")
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "r.json").exists()
+    assert not (tmp_path / "r_plots").exists()  # half a plots folder is not left behind
+    resumed = CliRunner().invoke(galaxytrain_app, ["fit", "--data", str(data), "--out", str(run), "--epochs", "2"])
+    assert resumed.exit_code == 0 and "resuming" in resumed.stdout  # from the last completed epoch

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import GalaxyFile, InputError, Progress, check_output, exclusive_lock
+from galaxyprep import GalaxyFile, InputError, Progress, check_output, disk_problem, exclusive_lock
 
 from ..data.views import centre_view
 from ..evaluation import build_report, format_report, gallery_rows, per_galaxy_rmse, write_gallery, write_report
@@ -33,8 +34,18 @@ def score_run(run: ModelSource | Sequence[ModelSource], data: str | Path, report
     report_path = Path(report_path)
     runs = as_sources(run)
     check_output(report_path, protected_paths(runs, data), is_report, "score report (JSON)", overwrite)
+    plots = Path(plots_dir) if plots_dir is not None else report_path.with_name(report_path.stem + "_plots")
+    made_plots = not plots.exists()
     with exclusive_lock(report_path):
-        return _score(runs, data, report_path, plots_dir, tta, batch_size, log, gallery, progress)
+        try:
+            return _score(runs, data, report_path, plots, tta, batch_size, log, gallery, progress)
+        except OSError as exc:
+            problem = disk_problem(exc)
+            if problem is None:
+                raise
+            if made_plots:  # half a plots folder is not a result
+                shutil.rmtree(plots, ignore_errors=True)
+            raise InputError(report_path, f"{problem}; no report written") from None
 
 
 def is_report(path: Path) -> bool:
