@@ -171,6 +171,17 @@ class GalaxyFile:
             return []
         return [self.path.parent / name for name in json.loads(self._f.attrs.get("parts", "[]"))]
 
+    def check_room_for_readers(self, reader: str, workers: int = 1) -> None:
+        """Room for a forked reader (`reader` says who) to open every shard again on top of this process's files.
+
+        A forked loader inherits every file this process holds, its shards
+        included, and opens them all once more; without room its check fails
+        inside the loader, where the one line was buried in a TensorFlow
+        traceback. Checked here, in the parent, before any is forked.
+        """
+        if self.is_virtual:  # and the pipes and queues of a pool of `workers` (16 each: measured 196 too few)
+            _room_to_open(self.path, len(self.parts), reader, margin=32 + 16 * workers)
+
     @property
     def shard_key(self) -> str | None:
         """What built this shard of a cluster build (None: not a shard)."""
@@ -306,7 +317,7 @@ def _rebuild_command(f: h5py.File, path: Path) -> str:
             f"--size {params.get('size', '?')}{scheduler} --out {path} --overwrite`")
 
 
-def _room_to_open(path: Path, n_parts: int) -> None:
+def _room_to_open(path: Path, n_parts: int, reader: str = "this process", margin: int = 32) -> None:
     """Room for every shard to be open at once, raising this process's soft limit toward the hard one.
 
     HDF5 keeps each source of a virtual dataset open once read and reads one
@@ -317,7 +328,7 @@ def _room_to_open(path: Path, n_parts: int) -> None:
         import resource
     except ImportError:  # Windows: no such limit
         return
-    need = _open_files_now() + n_parts + 32  # and a few for whatever the caller opens next
+    need = _open_files_now() + n_parts + margin  # and a few for whatever the caller opens next
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= need:
         return
@@ -328,9 +339,9 @@ def _room_to_open(path: Path, n_parts: int) -> None:
         except (ValueError, OSError):
             pass
     limit = soft if hard == resource.RLIM_INFINITY else hard
-    raise InputError(path, f"its {n_parts} shard files must all stay open while it is read, and this process "
-                           f"may open {limit} files (ulimit -n); raise the limit, or rebuild with --consolidate or "
-                           "a larger --shard-images")
+    raise InputError(path, f"its {n_parts} shard files must all stay open while {reader} reads it, and a "
+                           f"process may open {limit} files (ulimit -n); raise the limit, or rebuild with "
+                           "--consolidate or a larger --shard-images")
 
 
 def _open_files_now() -> int:

@@ -10,6 +10,7 @@ runs, exactly as for Ctrl-C.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -22,6 +23,21 @@ class Terminated(KeyboardInterrupt):
 
 def _raise_terminated(signum, frame) -> None:
     raise Terminated()
+
+
+def _default_in_child() -> None:
+    """A forked worker (a loader's, a decoder's) dies of SIGTERM as it always did.
+
+    Keras ends its loader pool with SIGTERM: a child that kept our handler
+    raised Terminated inside multiprocessing's finalizers and printed a
+    traceback for every worker.
+    """
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_default_in_child)
 
 
 @contextmanager

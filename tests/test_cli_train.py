@@ -243,3 +243,15 @@ def test_sigterm_during_a_build_keeps_it_for_resume(shared_gz, tmp_path):
     resumed = subprocess.run(cmd + ["--resume"], cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0 and "wrote 5,866 images" in resumed.stdout, resumed.stderr  # from its checkpoint
+
+
+def test_loader_processes_end_quietly(make_galaxy_file, tmp_path):
+    """Keras ends its loader pool with SIGTERM: a child that kept the CLI's handler printed a traceback each."""
+    data = make_galaxy_file(n=192, size=32, seed=5, chunk_images=16)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-m", "galaxytrain", "fit", "--data", str(data), "--out",
+                           str(tmp_path / "run"), "--epochs", "2", "--batch-size", "16", "--use-multiprocessing",
+                           "--loader-workers", "2", "--no-progress"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "Terminated" not in done.stderr, done.stderr[-2000:]

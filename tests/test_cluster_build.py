@@ -538,3 +538,29 @@ def test_a_port_that_is_not_a_dask_scheduler_ends_in_bounded_time(inputs, tmp_pa
     assert not out.exists() and not parts_folder(out).exists()
     build_galaxy_file(config(inputs, out, scheduler="local", shard_images=128))  # the lock was let go
     assert GalaxyFile(out).n_images == N_IMAGES
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+def test_loader_processes_without_room_for_the_shards_are_refused_in_one_line(inputs, cluster, tmp_path):
+    """Each forked loader opens every shard again: refused in the parent, not in a TF traceback from a worker."""
+    import resource
+
+    out = tmp_path / "many.h5"
+    build_galaxy_file(replace(config(inputs, out, scheduler=cluster, shard_images=4), chunk_images=4, size=24))
+    n_parts = len(list(parts_folder(out).glob("part-*.h5")))
+    cmd = [sys.executable, "-m", "galaxytrain", "fit", "--data", str(out), "--out", str(tmp_path / "run"), "--epochs",
+           "1", "--model", "galaxy_cnn", "--use-multiprocessing", "--loader-workers", "2", "--no-progress"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    found = {}
+    for limit in (n_parts + 120, n_parts + 150, n_parts + 180):  # around room for the parent and the loaders
+        found[limit] = subprocess.run(cmd + ["--overwrite"], env=env, capture_output=True, text=True, timeout=300,
+                                      cwd=REPO,
+                                      preexec_fn=lambda n=limit: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)))
+    for limit, done in found.items():  # each one either trains or is refused in one line; never a traceback
+        assert "Traceback" not in done.stderr, (limit, done.stderr[-1500:])
+        assert done.returncode == 0 or "loader process" in done.stderr, (limit, done.stderr[-1500:])
+    refused = [d for d in found.values() if d.returncode]
+    assert refused, "every limit had room: lower them"
+    errors = [line for line in refused[0].stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1
+    assert f"its {n_parts} shard files must all stay open while each loader process" in errors[0]

@@ -287,6 +287,9 @@ def _datasets(config: FitConfig, f: GalaxyFile, data: TrainingData,
     """Training batches (shuffled, augmented) and validation batches (file order, centre view)."""
     loader = dict(workers=config.loader_workers, use_multiprocessing=config.use_multiprocessing,
                   max_queue_size=config.max_queue_size)
+    if config.use_multiprocessing:
+        f.check_room_for_readers(f"each loader process (--use-multiprocessing, --loader-workers "
+                                 f"{config.loader_workers})", config.loader_workers)
     view = training_view(config.augment, size, RotateRanges(max_shift=config.max_shift, max_zoom=config.max_zoom))
     train = GalaxyBatches(f, data.train_rows, batch_size=config.batch_size, shuffle=True, seed=config.seed,
                           view=view, **loader)
