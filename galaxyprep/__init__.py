@@ -12,7 +12,7 @@ from .errors import InputError
 from .interrupts import Terminated, sigterm_interrupts
 from .galaxy_file import GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file
 from .kernels import crop_resize, normalize_batch, normalize_batch_serial
-from .outputs import check_output, disk_problem, exclusive_lock, same_path
+from .outputs import check_output, disk_errors, disk_problem, exclusive_lock, same_path
 from .progress import Progress
 from .recipes import DATA_RECIPES, DataRecipe, data_recipe
 from .split import HOLDOUT_FRACTION, HOLDOUT_SEED, in_holdout, unit_hash
@@ -55,6 +55,7 @@ __all__ = [
     "check_output",
     "crop_resize",
     "data_recipe",
+    "disk_errors",
     "disk_problem",
     "exclusive_lock",
     "in_holdout",

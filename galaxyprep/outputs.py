@@ -36,6 +36,18 @@ def disk_problem(exc: BaseException) -> str | None:
     return f"cannot write: {os.strerror(exc.errno)}"
 
 
+@contextmanager
+def disk_errors(out: str | Path, kept: str) -> Iterator[None]:
+    """The disk's OSErrors in the block as one InputError naming `out`, and saying what is `kept`."""
+    try:
+        yield
+    except OSError as exc:
+        problem = disk_problem(exc)
+        if problem is None:
+            raise
+        raise InputError(out, f"{problem}; {kept}") from None
+
+
 def same_path(a: str | Path, b: str | Path) -> bool:
     """True when a and b name the same file (through links too), existing or not."""
     a, b = Path(a), Path(b)

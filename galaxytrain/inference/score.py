@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import GalaxyFile, InputError, Progress, check_output, disk_problem, exclusive_lock
+from galaxyprep import GalaxyFile, InputError, Progress, check_output, disk_errors, exclusive_lock
 
 from ..data.views import centre_view
 from ..evaluation import build_report, format_report, gallery_rows, per_galaxy_rmse, write_gallery, write_report
@@ -38,14 +38,12 @@ def score_run(run: ModelSource | Sequence[ModelSource], data: str | Path, report
     made_plots = not plots.exists()
     with exclusive_lock(report_path):
         try:
-            return _score(runs, data, report_path, plots, tta, batch_size, log, gallery, progress)
-        except OSError as exc:
-            problem = disk_problem(exc)
-            if problem is None:
-                raise
-            if made_plots:  # half a plots folder is not a result
+            with disk_errors(report_path, "no report written"):
+                return _score(runs, data, report_path, plots, tta, batch_size, log, gallery, progress)
+        except BaseException:
+            if made_plots and not report_path.exists():  # half a plots folder is not a result
                 shutil.rmtree(plots, ignore_errors=True)
-            raise InputError(report_path, f"{problem}; no report written") from None
+            raise
 
 
 def is_report(path: Path) -> bool:

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import CLASS_NAMES, GalaxyFile, InputError, atomic_write, check_output, disk_problem, exclusive_lock
+from galaxyprep import CLASS_NAMES, GalaxyFile, InputError, atomic_write, check_output, disk_errors, exclusive_lock
 
 from ..choices import OutputFormat
 from .predict import build_for_models, predict_runs
@@ -54,13 +54,8 @@ def predict_submission(run: ModelSource | Sequence[ModelSource], data: str | Pat
     kind = "submission CSV" if format == "csv" else "galaxytrain predictions file"
     check_output(out, [("--images", images)] + protected_paths(runs, data), is_ours, kind,
                  overwrite)
-    try:
+    with disk_errors(out, "nothing written"):
         return _predict_submission(runs, data, out, tta, batch_size, log, images, format, progress)
-    except OSError as exc:
-        problem = disk_problem(exc)
-        if problem is None:
-            raise
-        raise InputError(out, f"{problem}; nothing written") from None
 
 
 def _predict_submission(runs: list, data, out, tta, batch_size, log, images, format, progress) -> Path:

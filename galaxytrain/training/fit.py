@@ -20,7 +20,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from galaxyprep import GalaxyFile, InputError, disk_problem, exclusive_lock, same_path
+from galaxyprep import GalaxyFile, InputError, disk_errors, exclusive_lock, same_path
 
 from ..compute import choose_jit_compile, onednn_enabled, recorded_policy
 from ..config import FitConfig
@@ -61,14 +61,9 @@ def fit(config: FitConfig, log: Log = print) -> FitResult:
         raise InputError(f"--model {config.model}", f"unknown model; available: {', '.join(available_models())}")
     if same_path(config.out, config.data):
         raise InputError(config.out, "is also the command's --data; choose another --out")
-    try:
+    with disk_errors(config.out, "the run keeps its last completed epoch: free space and run the same command "
+                                 "again"):
         return _fit(config, log)
-    except OSError as exc:
-        problem = disk_problem(exc)
-        if problem is None:
-            raise
-        raise InputError(config.out, f"{problem}; the run keeps its last completed epoch: free space and run the "
-                                     "same command again") from None
 
 
 def _fit(config: FitConfig, log: Log) -> FitResult:
