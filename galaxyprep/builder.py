@@ -27,7 +27,7 @@ from .decode import DecodePlan, make_plan, probe_size, window_decoder_available
 from .decode_pool import DecodePool
 from .errors import InputError
 from .galaxy_file import GalaxyFileWriter, is_galaxy_file
-from .outputs import check_output, disk_problem, exclusive_lock
+from .outputs import check_output, disk_errors, exclusive_lock
 from .sources import ImageSource, Labels, Problem, read_id_list, read_labels
 from .split import HOLDOUT_FRACTION, HOLDOUT_SEED, in_holdout
 from .version import __version__
@@ -198,16 +198,11 @@ def _build(config: BuildConfig, progress: Callable[[int, int], None] | None,
         plan = _plan_from_sample(source, ids, config)
         summary.plan = plan.describe()
         summary.decoder = _decoder_name(plan, config.dct_scaling)
-        try:
+        with disk_errors(config.out, "nothing written"):  # creating, filling or committing the file
             if session is not None:
                 build_on_cluster(session, source, ids, labels, plan, problems, config, summary, say, progress)
             else:
                 _write_file(source, ids, labels, plan, problems, config, summary, say, progress)
-        except OSError as exc:  # creating, filling or committing the file
-            problem = disk_problem(exc)
-            if problem is None:
-                raise
-            raise InputError(config.out, f"{problem}; nothing written") from None
     summary.seconds = time.perf_counter() - t0
     return summary
 

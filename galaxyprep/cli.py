@@ -42,8 +42,9 @@ def build(
                                                 "complete)."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="training_solutions_rev1.csv or its zip; omit "
                                                                  "for a test set."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", metavar="|".join(sorted(DATA_RECIPES)), help=f"Take --crop and --size from a galaxytrain "
-                                                                f"recipe ({', '.join(sorted(DATA_RECIPES))})."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", metavar="|".join(sorted(DATA_RECIPES)),
+                                         help=f"Take --crop and --size from a galaxytrain recipe "
+                                              f"({', '.join(sorted(DATA_RECIPES))})."),
     crop: Optional[int] = typer.Option(None, "--crop", help=f"Centre crop in original pixels. [default: the "
                                                             f"recipe's, else {_BUILD.crop}]"),
     size: Optional[int] = typer.Option(None, "--size", help=f"Output side in pixels (area-averaged from the "
@@ -66,7 +67,8 @@ def build(
     on_error: str = typer.Option(_BUILD.on_error, "--on-error", show_default=True, metavar="skip|fail",
                                  help="skip: leave bad images out and list them; fail: stop, write nothing."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build of the same input."),
-    compression: str = typer.Option(_BUILD.compression, "--compression", show_default=True, metavar="none|lzf|gzip",
+    compression: str = typer.Option(_BUILD.compression, "--compression", show_default=True,
+                                    metavar="none|lzf|gzip",
                                     help="none | lzf | gzip (see README: none reads fastest)."),
     chunk_images: Optional[int] = typer.Option(None, "--chunk-images", help="Images per HDF5 chunk. [default: "
                                                                             "about 1 MiB]"),
@@ -215,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
+
 
 if __name__ == "__main__":
     main()

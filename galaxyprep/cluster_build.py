@@ -219,8 +219,9 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
     for index, ((lo, hi), key) in enumerate(zip(bounds, keys)):
         part_ids = ids[lo: hi]
         y = None if labels is None else np.stack([labels.values[int(g)] for g in part_ids])
-        tasks.append(ShardTask(index, source.subset(part_ids), part_ids, y, plan, str(parts / _PART.format(gen=gen, index=index)),
-                               key, attrs, chunk, compression, config.batch_size, config.direct_io, topic))
+        shard = str(parts / _PART.format(gen=gen, index=index))
+        tasks.append(ShardTask(index, source.subset(part_ids), part_ids, y, plan, shard, key, attrs, chunk,
+                               compression, config.batch_size, config.direct_io, topic))
     results: dict[int, ShardResult] = {}
     if config.resume:
         for task in tasks:
@@ -247,7 +248,6 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
         raise InputError(config.images, "no image could be decoded; nothing written")
     shard_files = [Path(t.out) for t in tasks]
     final = file_attrs(config, summary, skipped)
-    _remove_strays(parts)
     if config.consolidate:
         write_consolidated_galaxy_file(out, shard_files, final, chunk, compression, config.direct_io)
         _remove_all_but(parts, keep=set())  # the old generation's too: the plain OUT replaced its OUT
@@ -536,10 +536,3 @@ def _remove_empty(parts: Path) -> None:
         parts.rmdir()
     except OSError:  # a file of someone else's, or of a complete OUT: kept
         pass
-
-
-def _remove_strays(parts: Path) -> None:
-    """Files of attempts that died (a killed worker) or of shards no longer part of the build."""
-    for p in parts.iterdir():
-        if p.name.count(".") > 1 or p.name.endswith(".partial"):
-            p.unlink(missing_ok=True)

@@ -51,10 +51,3 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def reinstall() -> None:
-    """Take SIGTERM back after a library installed its own handler (TensorFlow's distributed runtime does)."""
-    if threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGTERM) is not _raise_terminated:
-        signal.signal(signal.SIGTERM, _raise_terminated)

@@ -17,7 +17,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from galaxyprep import InputError, Terminated, disk_problem, sigterm_interrupts
+from galaxyprep import InputError, Terminated, sigterm_interrupts
 
 from . import __version__
 from .choices import Augment, Head, Loss, LrSchedule, OutputFormat, Strategy
@@ -79,14 +79,6 @@ def _run(action: Callable[[], object], interrupted: str = _INTERRUPTED) -> None:
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    except OSError as exc:  # a full disk, a quota, a read-only file system: one line; anything else is a bug
-        problem = disk_problem(exc)
-        if problem is None:
-            raise
-        kept = ("a fit keeps its last completed epoch: free space and run the same command again"
-                if interrupted == _FIT_INTERRUPTED else "nothing is left under the output's name")
-        typer.echo(f"error: {problem}; {kept}", err=True)
-        raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         typer.echo(("terminated (SIGTERM): " if terminated else "") + interrupted, err=True)
@@ -102,13 +94,14 @@ def fit(
     data: Path = typer.Option(..., "--data", help="Labelled galaxyprep HDF5 file (galaxyprep build)."),
     out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),
     recipe: Optional[str] = typer.Option(
-        None, "--recipe", metavar="NAME", help="A named set of the options below (best, baseline; `galaxytrain recipes`); options "
-                               "given explicitly win. The file must be built as the recipe says (galaxyprep build "
-                               "--recipe NAME)."),
+        None, "--recipe", metavar="NAME",
+        help="A named set of the options below (best, baseline; `galaxytrain recipes`); options given explicitly "
+             "win. The file must be built as the recipe says (galaxyprep build --recipe NAME)."),
     allow_other_build: bool = typer.Option(
         False, "--allow-other-build", help="With --recipe: train on a file of another crop or size than the "
                                            "recipe's (the log says what that changes)."),
-    model: Optional[str] = typer.Option(None, "--model", metavar="NAME", help=_d("model", "Model name (galaxytrain models).")),
+    model: Optional[str] = typer.Option(None, "--model", metavar="NAME",
+                                        help=_d("model", "Model name (galaxytrain models).")),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=_d("epochs", "Total epochs (a resumed run "
                                                                              "continues up to this).")),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_d("batch_size", "Images per step; per replica under --strategy.")),
@@ -140,8 +133,8 @@ def fit(
         "weight_decay", "AdamW's decoupled weight decay (0: Adam).")),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images (quick tries)."),
     gpu_memory_limit: Optional[str] = typer.Option(
-        None, "--gpu-memory-limit", metavar="SIZE", help="Cap GPU memory, e.g. 12GiB (imitates a smaller card; turns memory "
-                                         "growth off)."),
+        None, "--gpu-memory-limit", metavar="SIZE",
+        help="Cap GPU memory, e.g. 12GiB (imitates a smaller card; turns memory growth off)."),
     memory_growth: bool = typer.Option(_FIT_DEFAULTS["memory_growth"], "--memory-growth/--no-memory-growth",
                                        help="Allocate GPU memory as needed rather than all at once."),
     mixed_precision: Optional[bool] = typer.Option(
@@ -210,9 +203,11 @@ _PROGRESS_HELP = "A live count of the galaxies predicted, on stderr."
 
 def _sources(run: Optional[List[Path]], pretrained: Optional[str]) -> list:
     """--run folders and a --pretrained name as the models inference takes (Paths are runs, a str a name)."""
+    from .models.pretrained import PREFIX
+
     sources: list = list(run or [])
     if pretrained is not None:
-        sources.append("pretrained:" + pretrained)
+        sources.append(PREFIX + pretrained)
     if not sources:
         raise InputError("--run/--pretrained", "give a run directory (--run) or a shipped model (--pretrained best)")
     return sources

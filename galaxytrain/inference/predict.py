@@ -23,7 +23,7 @@ from galaxyprep import (CLASS_NAMES, N_CLASSES, BuildConfig, BuildSummary, Galax
 
 from ..data import Normalization, TestTimeViews
 from ..data.views import check_tta
-from .trained import (ModelSource, TrainedModel, check_same_build, load, record_of, record_tta, stack_images)
+from .trained import ModelSource, TrainedModel, as_sources, check_same_build, stack_images
 
 
 def predict_file(model, data: str | Path | GalaxyFile, tta: int = 1, batch_size: int = 64, *,
@@ -122,7 +122,8 @@ def predict_runs(sources: Sequence[ModelSource], data: str | Path | GalaxyFile, 
     one at a time, so an ensemble needs the memory of one model; a loaded
     `TrainedModel` is used as it is and kept.
     """
-    tta = record_tta(record_of(sources[0])) if tta is None else tta
+    sources = as_sources(sources)  # each record read once
+    tta = sources[0].tta if tta is None else tta
     check_tta(tta)
     f = data if isinstance(data, GalaxyFile) else GalaxyFile(data)
     try:
@@ -149,12 +150,13 @@ def predict_array(sources: Sequence[ModelSource], images, tta: int | None = None
     ids = np.arange(len(array), dtype=np.int64) if ids is None else np.asarray(ids, dtype=np.int64)
     if ids.shape != (len(array),):
         raise InputError("ids", f"give one GalaxyID per image: {len(array)} images, {ids.size} ids")
-    tta = record_tta(record_of(sources[0])) if tta is None else tta
+    sources = as_sources(sources)  # each record read once
+    tta = sources[0].tta if tta is None else tta
     check_tta(tta)
-    first = record_of(sources[0]).get("data", {})
+    first = sources[0].record.get("data", {})
     stored, crop = first.get("image_size"), first.get("crop")
     if stored is None or crop is None:
-        raise InputError(str(sources[0]), "its record does not say the crop and size it was trained on")
+        raise InputError(sources[0].source, "its record does not say the crop and size it was trained on")
     stored, crop = int(stored), int(crop)
     side = array.shape[1]
     if side != stored:
@@ -179,6 +181,7 @@ def predict_source(sources: Sequence[ModelSource], source, tta: int | None = Non
                    ids: Sequence[int] | None = None,
                    progress: Callable[[int, int], None] | None = None) -> Predictions:
     """Predictions for a galaxyprep file, a folder or zip of JPEGs, or an array of images."""
+    sources = as_sources(sources)  # each record read once
     if not isinstance(source, (str, Path)):
         return predict_array(sources, source, tta, batch_size, ids, progress)
     if ids is not None:
@@ -193,13 +196,12 @@ def predict_source(sources: Sequence[ModelSource], source, tta: int | None = Non
         return found
 
 
-def _ensemble(sources: Sequence[ModelSource], tta: int, n: int, ids: np.ndarray, read, size_of, batch_size: int,
+def _ensemble(sources: Sequence[TrainedModel], tta: int, n: int, ids: np.ndarray, read, size_of, batch_size: int,
               progress, check, own_normalization=None) -> Predictions:
     """Each model's views of every row, averaged; a model without a record's normalisation takes the file's own."""
     total = spread = None
     used: list[TrainedModel] = []
-    for index, source in enumerate(sources):
-        trained = load(source, lazy=True)
+    for index, trained in enumerate(sources):
         loaded_here = not trained.is_loaded
         check(trained)
         norm = trained.normalization
@@ -228,10 +230,10 @@ def build_for_models(sources: Sequence[ModelSource], images: str | Path, out: Pa
     account for every file it was given.
     """
     builds = set()
-    for source in sources:
-        data = record_of(source).get("data", {})
+    for trained in as_sources(sources):
+        data = trained.record.get("data", {})
         if not data.get("crop") or not data.get("image_size"):
-            raise InputError(str(source), "its record does not say the crop and size it was trained on; build the "
+            raise InputError(trained.source, "its record does not say the crop and size it was trained on; build the "
                                           "images with `galaxyprep build` and predict with --data")
         builds.add((int(data["crop"]), int(data["image_size"])))
     if len(builds) > 1:

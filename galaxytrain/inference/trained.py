@@ -178,11 +178,6 @@ def run_record(run: str | Path) -> dict:
     return RunDir(run.parent if run.suffix == ".keras" else run).read_config() or {}
 
 
-def record_of(source: ModelSource) -> dict:
-    """A model's training record, without loading its weights."""
-    return load(source, lazy=True).record
-
-
 def record_tta(record: dict) -> int:
     """The test-time views of a record's recipe; 1 without one."""
     name = record.get("config", {}).get("recipe")

@@ -109,8 +109,8 @@ def worker_role(strategy: Strategy, environ: dict | None = None) -> Role:
         if not isinstance(hosts, list) or not all(isinstance(h, str) and ":" in h for h in hosts):
             raise InputError("TF_CONFIG", f"cluster.{kind} must be a list of 'host:port' strings, got {hosts!r}")
         for host in hosts:
-            port = host.rsplit(":", 1)[1]
-            if not host.rsplit(":", 1)[0] or not port.isdigit() or not 0 < int(port) < 65536:
+            name, _, port = host.rpartition(":")
+            if not name or not port.isdigit() or not 0 < int(port) < 65536:
                 raise InputError("TF_CONFIG", f"cluster.{kind} lists {host!r}: a port must be a number from 1 "
                                               "to 65535 after the host ('host:2222')")
     if len(cluster.get("chief", [])) > 1:

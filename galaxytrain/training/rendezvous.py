@@ -31,7 +31,7 @@ def meet(hosts: list[str], me: int, timeout_s: float, hello: str = "galaxytrain"
     if len(hosts) < 2:
         return
     deadline = time.monotonic() + timeout_s if timeout_s > 0 else math.inf
-    host, port = _split(hosts[me])
+    _, port = _split(hosts[me])  # listened for on every interface: the host may name this machine otherwise
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
