@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 def synthetic_file(path: Path, n: int, size: int, seed: int = 0, block: int = 512) -> Path:
     """A galaxyprep file of random pixels and tree-consistent labels, written block by block."""
     from galaxyprep import __version__ as prep_version
-    from galaxyprep import GalaxyFileWriter, normalize_tree, read_info
+    from galaxyprep import GalaxyFileWriter, LabelSchema, normalize_tree, read_info
 
     if path.exists():
         info = read_info(path)
@@ -40,7 +40,7 @@ def synthetic_file(path: Path, n: int, size: int, seed: int = 0, block: int = 51
             return path
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
-    with GalaxyFileWriter(path, size, n, with_labels=True, chunk_images=64) as writer:
+    with GalaxyFileWriter(path, size, n, LabelSchema.kaggle(), chunk_images=64) as writer:
         for lo in range(0, n, block):
             k = min(block, n - lo)
             images = rng.integers(0, 256, size=(k, size, size, 3), dtype=np.uint8)

@@ -11,6 +11,7 @@ from .builder import build as build_galaxy_file  # a BuildConfig's build; `build
 from .errors import InputError
 from .interrupts import Terminated, sigterm_interrupts
 from .galaxy_file import GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file
+from .label_schema import LabelSchema
 from .kernels import crop_resize, normalize_batch, normalize_batch_serial
 from .outputs import check_output, disk_errors, disk_problem, exclusive_lock, same_path
 from .progress import Progress
@@ -46,6 +47,7 @@ __all__ = [
     "GalaxyFileInfo",
     "GalaxyFileWriter",
     "InputError",
+    "LabelSchema",
     "Progress",
     "__version__",
     "atomic_write",

@@ -127,6 +127,7 @@ class BuildSummary:
     plan: dict = field(default_factory=dict)
     decoder: str = ""
     parts: list[Path] = field(default_factory=list)  # the shard files a virtual OUT reads from
+    labels: str = ""  # what the label columns are (LabelSchema.describe), for the summary
 
     @property
     def images_per_second(self) -> float:
@@ -138,6 +139,8 @@ class BuildSummary:
                f"({self.images_per_second:,.0f} images/s)"]
         if self.decoder:
             out.append(f"decoder: {self.decoder}")
+        if self.labels:
+            out.append(f"labels: {self.labels}")
         if self.resumed_from:
             out.append(f"resumed after {self.resumed_from:,} images already written")
         if self.skipped:
@@ -216,6 +219,7 @@ def _select(source: ImageSource, config: BuildConfig, summary: BuildSummary,
     if config.labels is not None:
         labels = read_labels(config.labels)
         problems.extend(labels.problems)
+        summary.labels = labels.schema.describe()
         have = np.isin(ids, np.fromiter(labels.values.keys(), dtype=np.int64, count=len(labels.values)))
         summary.images_without_labels = int((~have).sum())
         summary.labels_without_images = len(labels.values) - int(have.sum())
@@ -272,7 +276,8 @@ def _write_file(source: ImageSource, ids: np.ndarray, labels, plan: DecodePlan, 
     """Decode into a new (or resumed) partial file and commit it; fills in `summary`."""
     chunk, compression = file_layout(config)
     key = build_key(config, ids)
-    with GalaxyFileWriter(config.out, config.size, len(ids), labels is not None, chunk, compression,
+    with GalaxyFileWriter(config.out, config.size, len(ids), None if labels is None else labels.schema, chunk,
+                          compression,
                           build_key=key, resume=config.resume,
                           direct_io=config.direct_io) as writer:
         if writer.discarded:
@@ -363,7 +368,7 @@ def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodeP
             kept = batch[ok]
             y = None
             if labels is not None:
-                y = np.stack([labels.values[int(g)] for g in kept]) if len(kept) else np.empty((0, 37), np.float32)
+                y = np.stack([labels.values[int(g)] for g in kept]) if len(kept) else np.empty((0, labels.schema.width), np.float32)
             writer.append(out.reshape(len(kept), size, size, 3), kept, y, sm)
             del out, sm
             consumed = min(start + (k + 1) * bsz, len(ids))

@@ -149,6 +149,8 @@ def info(path: Path = typer.Argument(..., help="A file written by galaxyprep bui
         typer.echo(f"  virtual: its rows are in {len(i.parts)} shard file(s) in {Path(i.parts[0]).parent}")
     typer.echo(f"  chunks: {i.chunk_images} images; compression: {i.compression or 'none'}")
     typer.echo(f"  source: {i.source}" + (f"; labels: {i.labels_source}" if i.has_labels else ""))
+    if i.label_schema is not None:
+        typer.echo(f"  label columns: {i.label_schema.describe()}")
     typer.echo(f"  mean (R, G, B): {', '.join(f'{v:.3f}' for v in i.mean)}")
     typer.echo(f"  std  (R, G, B): {', '.join(f'{v:.3f}' for v in i.std)}")
     typer.echo(f"  a reader applies: {i.normalization}")

@@ -38,6 +38,7 @@ from .decode import DecodePlan
 from .decode_pool import block_buffer, decode_resample
 from .errors import InputError
 from .galaxy_file import GalaxyFile, GalaxyFileWriter, write_consolidated_galaxy_file, write_virtual_galaxy_file
+from .label_schema import LabelSchema
 from .sources import ImageSource, Labels, Problem
 from .version import __version__
 
@@ -113,6 +114,7 @@ class ShardTask:
     batch_size: int
     direct_io: bool
     progress_topic: str = ""  # the Dask event topic that hears how far the shard is ("": none)
+    label_schema: LabelSchema | None = None  # what the label columns are (with `labels`)
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,8 @@ def build_shard(task: ShardTask) -> ShardResult:
     images_buf = np.empty((batch, size, size * 3), np.uint8)  # once a task: fresh pages cost faults
     sums_buf = np.empty((batch, 6), np.float64)
     report = _progress_reporter(task)
-    with GalaxyFileWriter(mine, size, len(task.ids), task.labels is not None, task.chunk_images, task.compression,
+    with GalaxyFileWriter(mine, size, len(task.ids), task.label_schema if task.labels is not None else None,
+                          task.chunk_images, task.compression,
                           direct_io=task.direct_io) as writer:
         for lo in range(0, len(task.ids), batch):
             ids = task.ids[lo: lo + batch]
@@ -221,7 +224,8 @@ def build_on_cluster(session: ClusterSession, source: ImageSource, ids: np.ndarr
         y = None if labels is None else np.stack([labels.values[int(g)] for g in part_ids])
         shard = str(parts / _PART.format(gen=gen, index=index))
         tasks.append(ShardTask(index, source.subset(part_ids), part_ids, y, plan, shard, key, attrs, chunk,
-                               compression, config.batch_size, config.direct_io, topic))
+                               compression, config.batch_size, config.direct_io, topic,
+                               None if labels is None else labels.schema))
     results: dict[int, ShardResult] = {}
     if config.resume:
         for task in tasks:

@@ -5,8 +5,11 @@ Layout (format version 1):
 - ``images``: (N, S, S, 3) uint8, RGB, chunked in blocks of whole images
   along axis 0 so that a contiguous slice of images is one or a few chunk reads.
 - ``ids``: (N,) int64 GalaxyIDs, ascending.
-- ``labels``: (N, 37) float32 Kaggle vote fractions, attribute ``columns``
-  (``Class1.1`` ... ``Class11.6``). Absent in a test set.
+- ``labels``: (N, K) float32, attributes ``columns`` (their names) and
+  ``kinds`` ("fraction" or "binary" per column): the 37 Kaggle vote
+  fractions (``Class1.1`` ... ``Class11.6``, the decision tree), or a user's
+  own columns (`galaxyprep.label_schema`). Absent in a test set. A file
+  without ``kinds`` holds fractions.
 - root attributes: ``format`` ("galaxyprep"), ``format_version``, ``crop``,
   ``size``, ``source``, ``labels_source``, ``build_params`` (JSON of every
   build parameter), ``galaxyprep_version``,
@@ -46,7 +49,8 @@ from h5py._objects import phil as _h5py_lock  # h5py's own lock around every HDF
 
 from .direct_io import RawRowWriter, chunk_offsets
 from .errors import InputError
-from .tree import CLASS_NAMES, N_CLASSES, invalid_label_rows, label_problem
+from .label_schema import LabelSchema
+from .tree import CLASS_NAMES
 from .version import __version__
 
 FORMAT_NAME = "galaxyprep"
@@ -82,6 +86,7 @@ class GalaxyFileInfo:
     parts: list = field(default_factory=list)  # shard files of a virtual file (str paths)
     images_without_labels: int = 0  # what the build left out for want of a label row
     labels_without_images: int = 0  # label rows the build found no image for
+    label_schema: LabelSchema | None = None  # the label columns and their kinds (None: no labels)
 
 
 class GalaxyFile:
@@ -128,25 +133,34 @@ class GalaxyFile:
         """uint8 (hi - lo, S, S, 3): rows lo..hi-1, one contiguous read."""
         return self._images[lo:hi]
 
+    @cached_property
+    def label_schema(self) -> LabelSchema | None:
+        """The label columns and their kinds (None: no labels)."""
+        if not self.has_labels:
+            return None
+        attrs = self._f["labels"].attrs
+        return LabelSchema.from_stored(attrs["columns"], attrs.get("kinds"))
+
     def labels(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
-        """float32 (hi - lo, 37) vote fractions of rows lo..hi-1 (all rows by default)."""
+        """float32 (hi - lo, K) labels of rows lo..hi-1 (all rows by default), K = `label_schema.width`."""
         if not self.has_labels:
             raise InputError(self.path, "has no labels (a test set?); training and scoring need a labelled file")
         return self._labels[lo:self.n_images if hi is None else hi]
 
     def checked_labels(self, hi: int | None = None) -> np.ndarray:
-        """`labels(0, hi)`, refused with one line naming the first row that cannot be vote fractions.
+        """`labels(0, hi)`, refused with one line naming the first row its schema refuses.
 
         A file written by another tool, or edited, could hold NaN, values out
         of [0, 1], or answers that sum above their parent: training on them
         would be training on garbage without a word.
         """
         labels = self.labels(0, hi)
-        bad = invalid_label_rows(labels)
+        schema = self.label_schema
+        bad = schema.invalid_rows(labels)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise InputError(self.path, f"labels of GalaxyID {int(self.ids[row])} (row {row}): "
-                                        f"{label_problem(labels[row])}; "
+                                        f"{schema.row_problem(labels[row])}; "
                                         f"{int(bad.sum())} row(s) like it; rebuild the file from a valid CSV")
         return labels
 
@@ -210,7 +224,7 @@ class GalaxyFile:
             build_params=json.loads(attrs.get("build_params", "{}")),
             skipped=json.loads(attrs.get("skipped", "[]")), attrs=attrs, parts=[str(p) for p in self.parts],
             images_without_labels=int(attrs.get("images_without_labels", 0)),
-            labels_without_images=int(attrs.get("labels_without_images", 0)))
+            labels_without_images=int(attrs.get("labels_without_images", 0)), label_schema=self.label_schema)
 
     @property
     def is_open(self) -> bool:
@@ -367,8 +381,13 @@ def _check_layout(f: h5py.File, path: Path) -> None:
         raise InputError(path, f"'images' is {images.shape} {images.dtype}, expected (N, S, S, 3) uint8")
     if f["ids"].shape != (images.shape[0],):
         raise InputError(path, "'ids' and 'images' have different lengths")
-    if "labels" in f and f["labels"].shape != (images.shape[0], N_CLASSES):
-        raise InputError(path, f"'labels' is {f['labels'].shape}, expected ({images.shape[0]}, {N_CLASSES})")
+    if "labels" in f:
+        labels = f["labels"]
+        columns = labels.attrs.get("columns")
+        width = None if columns is None else len(columns)
+        if labels.ndim != 2 or width is None or labels.shape != (images.shape[0], width):
+            raise InputError(path, f"'labels' is {labels.shape} with {width} named columns, expected "
+                                   f"({images.shape[0]}, its columns); rebuild it with `galaxyprep build`")
 
 
 def is_galaxy_file(path: str | Path) -> bool:
@@ -421,7 +440,7 @@ class GalaxyFileWriter:
     a kill can resume.
     """
 
-    def __init__(self, out: str | Path, size: int, n_max: int, with_labels: bool,
+    def __init__(self, out: str | Path, size: int, n_max: int, labels: LabelSchema | None,
                  chunk_images: int = 64, compression: str | None = None,
                  build_key: str = "", resume: bool = False, direct_io: bool = False):
         self.out = Path(out)
@@ -434,7 +453,7 @@ class GalaxyFileWriter:
         self.discarded: str | None = None  # why a partial file of an earlier build was not resumed
         self._sums = np.zeros(6, dtype=np.float64)
         self._raw: RawRowWriter | None = None
-        if resume and self._reopen(with_labels):
+        if resume and self._reopen(labels):
             self._start_raw(direct_io)
             return
         # No chunk cache: blocks arrive as whole chunks, and the default 1 MiB
@@ -460,10 +479,11 @@ class GalaxyFileWriter:
         self._ids = self._f.create_dataset("ids", shape=(n,), maxshape=(None,), dtype=np.int64,
                                            chunks=(max(chunk, 1024),), **early())
         self._labels = None
-        if with_labels:
-            self._labels = self._f.create_dataset("labels", shape=(n, N_CLASSES), maxshape=(None, N_CLASSES),
-                                                  dtype=np.float32, chunks=(max(chunk, 256), N_CLASSES), **early())
-            self._labels.attrs["columns"] = np.array(CLASS_NAMES, dtype=h5py.string_dtype())
+        if labels is not None:
+            k = labels.width
+            self._labels = self._f.create_dataset("labels", shape=(n, k), maxshape=(None, k),
+                                                  dtype=np.float32, chunks=(max(chunk, 256), k), **early())
+            _write_schema(self._labels, labels)
         self._start_raw(raw)
 
     def _start_raw(self, wanted: bool) -> None:
@@ -478,7 +498,7 @@ class GalaxyFileWriter:
         """True when pixel rows bypass the page cache (O_DIRECT)."""
         return self._raw is not None and self._raw.direct
 
-    def _reopen(self, with_labels: bool) -> bool:
+    def _reopen(self, labels: LabelSchema | None) -> bool:
         """Continue a partial file of the same build; False if there is none to continue."""
         if not self.partial.exists():
             return False
@@ -488,12 +508,15 @@ class GalaxyFileWriter:
             self.partial.unlink()
             return False
         try:
-            if f.attrs.get("build_key", "") != self.build_key or ("labels" in f) != with_labels:
+            if f.attrs.get("build_key", "") != self.build_key or ("labels" in f) != (labels is not None):
                 f.close()
                 self.partial.unlink()
                 return False
             self._images, self._ids = f["images"], f["ids"]
-            self._labels = f["labels"] if with_labels else None
+            if labels is not None and LabelSchema.from_stored(f["labels"].attrs["columns"],
+                                                              f["labels"].attrs.get("kinds")) != labels:
+                raise ValueError("its label columns differ from this build's")
+            self._labels = f["labels"] if labels is not None else None
             self.n = int(f.attrs.get("rows_done", 0))
             self.resume_state = json.loads(f.attrs.get("resume_state", "{}"))
             self._sums = np.asarray(f.attrs.get("channel_sums", np.zeros(6)), dtype=np.float64)
@@ -626,6 +649,11 @@ class GalaxyFileWriter:
             self.abort(keep=exc_type is not None and issubclass(exc_type, KeyboardInterrupt))
 
 
+def _write_schema(labels: h5py.Dataset, schema: LabelSchema) -> None:
+    labels.attrs["columns"] = np.array(schema.columns, dtype=h5py.string_dtype())
+    labels.attrs["kinds"] = np.array(schema.kinds, dtype=h5py.string_dtype())
+
+
 def _write_root_attrs(a, n: int, size: int, sums: np.ndarray, attrs: dict) -> None:
     """The format's root attributes: mean and std from the exact channel sums, then the build's own."""
     pixels = max(n, 1) * size * size
@@ -648,7 +676,7 @@ class _Shard:
     path: Path
     n_images: int
     size: int
-    has_labels: bool
+    labels: LabelSchema | None
     chunk_images: int
     compression: str | None
     datasets: dict  # name -> (shape, dtype)
@@ -662,7 +690,7 @@ def _read_shards(parts: list[Path]) -> list[_Shard]:
     shards = []
     for path in parts:
         with GalaxyFile(path) as s:
-            shards.append(_Shard(s.path, s.n_images, s.size, s.has_labels, s.chunk_images, s.compression,
+            shards.append(_Shard(s.path, s.n_images, s.size, s.label_schema, s.chunk_images, s.compression,
                                  {k: (s._f[k].shape, s._f[k].dtype) for k in ("images", "ids", "labels") if k in s._f},
                                  s.channel_sums, s.shard_key, shard_fingerprint(s)))
     return shards
@@ -679,10 +707,10 @@ def write_virtual_galaxy_file(out: str | Path, parts: list[Path], attrs: dict) -
     all_shards = _read_shards(parts)
     shards = [s for s in all_shards if s.n_images > 0] or all_shards[:1]
     n = sum(s.n_images for s in shards)
-    size, labelled = shards[0].size, shards[0].has_labels
+    size, schema = shards[0].size, shards[0].labels
     layouts = {"images": h5py.VirtualLayout((n, size, size, 3), np.uint8), "ids": h5py.VirtualLayout((n,), np.int64)}
-    if labelled:
-        layouts["labels"] = h5py.VirtualLayout((n, N_CLASSES), np.float32)
+    if schema is not None:
+        layouts["labels"] = h5py.VirtualLayout((n, schema.width), np.float32)
     names, manifest, lo = [], [], 0
     for s in shards:
         name = os.path.relpath(s.path, out.parent)
@@ -696,8 +724,8 @@ def write_virtual_galaxy_file(out: str | Path, parts: list[Path], attrs: dict) -
     with _create_untimed(partial) as f:
         for key, layout in layouts.items():
             f.create_virtual_dataset(key, layout, fillvalue=0)
-        if labelled:
-            f["labels"].attrs["columns"] = np.array(CLASS_NAMES, dtype=h5py.string_dtype())
+        if schema is not None:
+            _write_schema(f["labels"], schema)
         _write_root_attrs(f.attrs, n, size, np.sum([s.channel_sums for s in shards], axis=0),
                           {**attrs, "parts": names, "shards": manifest, "chunk_images": shards[0].chunk_images,
                            "compression": shards[0].compression or ""})
@@ -710,7 +738,7 @@ def write_consolidated_galaxy_file(out: str | Path, parts: list[Path], attrs: di
     """OUT as one plain file holding the shards' rows, copied in order (the same data as a plain build)."""
     shards = _read_shards(parts)
     n = sum(s.n_images for s in shards)
-    with GalaxyFileWriter(out, shards[0].size, n, shards[0].has_labels, chunk_images, compression,
+    with GalaxyFileWriter(out, shards[0].size, n, shards[0].labels, chunk_images, compression,
                           direct_io=direct_io) as w:
         for path in parts:
             with GalaxyFile(path) as s:  # one at a time, as in _read_shards
@@ -743,14 +771,21 @@ def _create_untimed(path: Path) -> h5py.File:
 
 def write_galaxy_file(out: str | Path, images: np.ndarray, ids: np.ndarray,
                       labels: np.ndarray | None = None, *, crop: int = 0, source: str = "arrays",
-                      chunk_images: int = 64, attrs: dict | None = None) -> Path:
-    """Write whole in-memory arrays as a galaxyprep file (tests, small derived sets)."""
+                      chunk_images: int = 64, attrs: dict | None = None,
+                      columns: tuple[str, ...] | None = None) -> Path:
+    """Write whole in-memory arrays as a galaxyprep file (tests, small derived sets).
+
+    `columns` names the labels' columns (default: the 37 Kaggle ones); their kinds come from the values.
+    """
     images = np.ascontiguousarray(images, dtype=np.uint8)
+    schema = None
+    if labels is not None:
+        labels = np.asarray(labels, dtype=np.float32)
+        schema = LabelSchema.of_values(CLASS_NAMES if columns is None else tuple(columns), labels)
     x = images.reshape(images.shape[0], -1, 3).astype(np.float64)
     sums = np.concatenate([x.sum(axis=1), (x * x).sum(axis=1)], axis=1)
-    with GalaxyFileWriter(out, images.shape[1], images.shape[0], labels is not None, chunk_images) as w:
-        w.append(images, np.asarray(ids, dtype=np.int64),
-                 None if labels is None else np.asarray(labels, dtype=np.float32), sums)
+    with GalaxyFileWriter(out, images.shape[1], images.shape[0], schema, chunk_images) as w:
+        w.append(images, np.asarray(ids, dtype=np.int64), labels, sums)
         base = {"crop": crop, "size": images.shape[1], "source": source, "labels_source": "",
                 "build_params": {}, "skipped": [], "galaxyprep_version": __version__, "decoder": "none"}
         base.update(attrs or {})

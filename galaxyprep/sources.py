@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .tree import CLASS_NAMES, LABEL_TOLERANCE, TREE_TOLERANCE, label_problem, tree_excess
+from .label_schema import LabelSchema, own_columns_problem
+from .tree import CLASS_NAMES, LABEL_TOLERANCE, TREE_TOLERANCE, tree_excess
 
 
 
@@ -199,17 +200,27 @@ def _walk_folder(root: Path, problems: list[Problem]) -> list[str]:
 
 @dataclass
 class Labels:
-    """Validated label rows by GalaxyID, with the rows that were refused."""
+    """Validated label rows by GalaxyID, with the rows that were refused, and what their columns are."""
 
     path: Path
     values: dict[int, np.ndarray]
     problems: list[Problem] = field(default_factory=list)
+    schema: LabelSchema = field(default_factory=LabelSchema.kaggle)
+
+
+def _labels(path: Path, values: dict[int, np.ndarray], problems: list[Problem], columns: tuple[str, ...]) -> Labels:
+    """The result of a reader, its columns' kinds taken from the valid rows."""
+    stacked = np.stack(list(values.values())) if values else np.zeros((0, len(columns)))
+    return Labels(path, values, problems, LabelSchema.of_values(columns, stacked))
 
 
 def read_labels(path: str | Path) -> Labels:
-    """Read training_solutions_rev1.csv (or the zip holding it).
+    """Read training_solutions_rev1.csv (or the zip holding it), or a CSV of one's own label columns.
 
-    Rows with the wrong number of fields, unparsable or NaN values, values
+    A header holding all 37 Kaggle columns is the decision tree (other
+    columns are ignored, rows are checked against the tree); any other
+    header is ``GalaxyID`` and one's own columns, each value in [0, 1]
+    (`galaxyprep.label_schema`). Rows with the wrong number of fields, unparsable or NaN values, values
     outside [0, 1] or a repeated GalaxyID are reported and left out; a wrong
     header stops with an InputError.
 
@@ -238,8 +249,12 @@ class _Irregular(Exception):
     """The fast reader cannot promise the row-by-row reader's result: use that."""
 
 
-def _labels_header(reader, shown: str) -> tuple[list[str], list[int]]:
-    """The header's cells and the column of each of CLASS_NAMES in it."""
+def _labels_header(reader, shown: str) -> tuple[list[str], list[int], LabelSchema]:
+    """The header's cells, the column of each label column in it, and the schema rows are checked by.
+
+    All 37 Kaggle columns: the tree, in Kaggle's order. Otherwise every
+    column after GalaxyID is a label column of one's own.
+    """
     try:
         header = next(reader)
     except StopIteration:
@@ -249,13 +264,18 @@ def _labels_header(reader, shown: str) -> tuple[list[str], list[int]]:
         raise InputError(shown, "the first line is empty; expected the header 'GalaxyID,Class1.1,...'")
     if header[0] != "GalaxyID":
         raise InputError(shown, f"first column is {header[0]!r} (expected 'GalaxyID'): not a Galaxy Zoo labels CSV")
-    missing = [c for c in CLASS_NAMES if c not in header]
-    if missing:
-        raise InputError(shown, f"missing label columns {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-    return header, [header.index(c) for c in CLASS_NAMES]
+    if all(c in header for c in CLASS_NAMES):
+        return header, [header.index(c) for c in CLASS_NAMES], LabelSchema.kaggle()
+    own = header[1:]
+    problem = own_columns_problem(own)
+    if problem:
+        raise InputError(shown, f"{problem}; expected 'GalaxyID' and the 37 Kaggle columns, or 'GalaxyID' and "
+                                "columns of one's own")
+    return header, list(range(1, len(header))), LabelSchema(tuple(own), ("fraction",) * len(own))
 
 
-def _label_row(row: list[str], n_fields: int, order: list[int]) -> tuple[str, int | None, np.ndarray | None] | None:
+def _label_row(row: list[str], n_fields: int, order: list[int],
+               schema: LabelSchema) -> tuple[str, int | None, np.ndarray | None] | None:
     """One CSV row: None for a blank row, else (problem, GalaxyID, float64 values); problem "" if valid."""
     if not row or all(not cell.strip() for cell in row):
         return None
@@ -269,7 +289,7 @@ def _label_row(row: list[str], n_fields: int, order: list[int]) -> tuple[str, in
         vec = np.array([float(row[i]) for i in order], dtype=np.float64)
     except ValueError as exc:
         return f"GalaxyID {gid}: unparsable value ({exc})", gid, None
-    bad = label_problem(vec, LABEL_TOLERANCE)
+    bad = schema.row_problem(vec, LABEL_TOLERANCE)
     if bad:
         return f"GalaxyID {gid}: {bad}", gid, None
     return "", gid, vec
@@ -285,12 +305,12 @@ def _read_labels_rows(path: str | Path, text: str | None = None, shown: str | No
     if text is None:
         text, shown = _labels_text(path)
     reader = csv.reader(io.StringIO(text))
-    header, order = _labels_header(reader, shown)
+    header, order, schema = _labels_header(reader, shown)
     values: dict[int, np.ndarray] = {}
     problems: list[Problem] = []
     duplicated: set[int] = set()
     for line_no, row in enumerate(_csv_rows(reader, shown), start=2):
-        checked = _label_row(row, len(header), order)
+        checked = _label_row(row, len(header), order, schema)
         if checked is None:
             continue
         bad, gid, vec = checked
@@ -307,7 +327,7 @@ def _read_labels_rows(path: str | Path, text: str | None = None, shown: str | No
         values[gid] = np.clip(vec, 0.0, 1.0).astype(np.float32)
     if not values:
         raise InputError(shown, "no valid label rows")
-    return Labels(path, values, problems)
+    return _labels(path, values, problems, schema.columns)
 
 
 def _csv_rows(reader, shown: str):
@@ -339,7 +359,7 @@ def _read_labels_fast(path: Path, text: str, shown: str) -> Labels:
     if "\r" in text:  # (read_labels made sure that each CR is followed by LF)
         text = text.replace("\r\n", "\n")  # every CR ends a line here; csv drops it the same way
     end = text.find("\n")
-    header, order = _labels_header(csv.reader(io.StringIO(text if end < 0 else text[: end + 1])), shown)
+    header, order, schema = _labels_header(csv.reader(io.StringIO(text if end < 0 else text[: end + 1])), shown)
     n_fields = len(header)
     body = b"" if end < 0 else text[end + 1 :].encode("utf-8")
     del text
@@ -382,10 +402,10 @@ def _read_labels_fast(path: Path, text: str, shown: str) -> Labels:
         first_line += len(lines)
         by_row = [int(i) for i in np.flatnonzero(~plain & (ends > starts))]
         plain_rows = np.flatnonzero(plain)
-        by_row += _parse_plain(lines, plain_rows, usecols, good_lines, good_ids, good_values, line_nos,
+        by_row += _parse_plain(lines, plain_rows, usecols, good_lines, good_ids, good_values, line_nos, schema,
                                block if len(plain_rows) == len(lines) else None)
         for i in sorted(by_row):
-            checked = _label_row(lines[i].decode("utf-8").split(","), n_fields, order)
+            checked = _label_row(lines[i].decode("utf-8").split(","), n_fields, order, schema)
             if checked is None:
                 continue
             bad, gid, vec = checked
@@ -418,11 +438,12 @@ def _read_labels_fast(path: Path, text: str, shown: str) -> Labels:
     problems.sort(key=lambda item: item[0])
     if not values:
         raise InputError(shown, "no valid label rows")
-    return Labels(path, values, [Problem(f"{shown} line {line}", bad) for line, bad in problems])
+    return _labels(path, values, [Problem(f"{shown} line {line}", bad) for line, bad in problems], schema.columns)
 
 
 def _parse_plain(lines: list[bytes], rows: np.ndarray, usecols: list[int], good_lines: list, good_ids: list,
-                 good_values: list, line_nos: np.ndarray, whole: bytes | None = None) -> list[int]:
+                 good_values: list, line_nos: np.ndarray, schema: LabelSchema,
+                 whole: bytes | None = None) -> list[int]:
     """Parse lines[rows] with np.loadtxt, keep the rows certainly valid; return the rows to check one by one.
 
     A block numpy refuses is halved until _MIN_SPLIT rows; those rows go one by one. A row is
@@ -439,14 +460,15 @@ def _parse_plain(lines: list[bytes], rows: np.ndarray, usecols: list[int], good_
         if len(rows) <= _MIN_SPLIT:
             return rows.tolist()
         half = len(rows) // 2
-        return (_parse_plain(lines, rows[:half], usecols, good_lines, good_ids, good_values, line_nos)
-                + _parse_plain(lines, rows[half:], usecols, good_lines, good_ids, good_values, line_nos))
+        return (_parse_plain(lines, rows[:half], usecols, good_lines, good_ids, good_values, line_nos, schema)
+                + _parse_plain(lines, rows[half:], usecols, good_lines, good_ids, good_values, line_nos, schema))
     if parsed.shape != (len(rows), len(usecols)):
         raise _Irregular
     vec = parsed[:, 1:]
     with np.errstate(invalid="ignore", over="ignore"):
-        doubtful = (~np.isfinite(vec).all(axis=1) | (vec < 0).any(axis=1) | (vec > 1).any(axis=1)
-                    | ~(tree_excess(np.nan_to_num(vec))[0] <= TREE_TOLERANCE / 2))
+        doubtful = ~np.isfinite(vec).all(axis=1) | (vec < 0).any(axis=1) | (vec > 1).any(axis=1)
+        if schema.is_tree:
+            doubtful |= ~(tree_excess(np.nan_to_num(vec))[0] <= TREE_TOLERANCE / 2)
     sure = ~doubtful
     good_lines.append(line_nos[rows[sure]])
     good_ids.append(parsed[sure, 0].astype(np.int64))  # at most 15 digits: exact in a float64

@@ -4,6 +4,7 @@
     galaxyprep.build(images="images_training_rev1", labels="training_solutions_rev1.csv",
                      out="train.h5", recipe="best")
     galaxytrain.fit("train.h5", "runs/best", recipe="best")
+    galaxytrain.finetune("own.h5", "runs/own", pretrained="best")   # one's own label columns
     model = galaxytrain.load("runs/best")          # or a shipped model: galaxytrain.load("best")
     table = model.predict("images_test_rev1").to_frame()
 
@@ -35,6 +36,26 @@ def fit(data: str | Path, out: str | Path, recipe: str | None = None, *, log: Ca
 
     options.setdefault("progress", False)  # a notebook gets one line per epoch, not a terminal bar
     return fit_run(resolve_fit_config(recipe, data, out, **options), log=log)
+
+
+def finetune(data: str | Path, out: str | Path, pretrained: str | None = "best", *, start: str | Path | None = None,
+             log: Callable[[str], None] = print, **options) -> "FitResult":
+    """Fine-tune a shipped model (`pretrained`) or a run folder (`start`) on a file of one's own label columns.
+
+    As ``galaxytrain finetune``: a new head for the file's columns, the
+    encoder frozen for the first epochs and then learning at layer-wise
+    rates, stopping on its own validation split. `options` are FitConfig's
+    fields (epochs=, frozen_epochs=, layer_decay=, learning_rate=, ...).
+    Rerunning the same call resumes the run.
+    """
+    _tensorflow()
+    from .models.pretrained import PREFIX
+    from .training import fit as fit_run
+    from .training.finetune import resolve_finetune_config
+
+    source = Path(start) if start is not None else PREFIX + str(pretrained).removeprefix(PREFIX)
+    options.setdefault("progress", False)
+    return fit_run(resolve_finetune_config(source, data, out, **options), log=log)
 
 
 def load(source: "ModelSource", which: str = "best") -> "TrainedModel":

@@ -21,7 +21,7 @@ from galaxyprep import InputError, Terminated, sigterm_interrupts
 
 from . import __version__
 from .choices import Augment, Head, Loss, LrSchedule, OutputFormat, Strategy
-from .config import FitConfig
+from .config import FINETUNE_DEFAULTS, FitConfig
 
 # Plain help (no rich markup, which ate every "[default: ...]"), wide enough for the option texts.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -194,6 +194,73 @@ def fit(
             _echo(f"final weights fingerprint: {result.weights_fingerprint}")
 
     _run(action, _FIT_INTERRUPTED)
+
+
+def _f(name: str, text: str) -> str:
+    """A finetune option's help with its default (FINETUNE_DEFAULTS, else FitConfig's) appended."""
+    value = FINETUNE_DEFAULTS.get(name, _FIT_DEFAULTS.get(name))
+    return f"{text} [default: {'none' if value is None else value}]"
+
+
+@app.command()
+def finetune(
+    data: Path = typer.Option(..., "--data", help="Labelled galaxyprep file of your own columns (galaxyprep build "
+                                                  "--labels OWN.csv), built as the start model's data."),
+    out: Path = typer.Option(..., "--out", help="Run directory; rerunning the same command resumes it."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", metavar="NAME",
+                                             help="Start from a model shipped with galaxytrain (galaxytrain models)."),
+    start: Optional[Path] = typer.Option(None, "--from", metavar="RUN", help="Or start from a run directory of "
+                                                                             "galaxytrain fit."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help=_f("epochs", "Most epochs in all.")),
+    frozen_epochs: Optional[int] = typer.Option(None, "--frozen-epochs", help=_f(
+        "frozen_epochs", "First epochs in which only the new head learns.")),
+    layer_decay: Optional[float] = typer.Option(None, "--layer-decay", help=_f(
+        "layer_decay", "Each encoder layer learns at this factor of the rate of the one above it.")),
+    learning_rate: Optional[float] = typer.Option(None, "--learning-rate", help=_f(
+        "learning_rate", "The head's Adam learning rate (the peak of the schedule).")),
+    lr_schedule: Optional[LrSchedule] = typer.Option(None, "--lr-schedule", help=_f("lr_schedule", "Schedule.")),
+    patience: Optional[int] = typer.Option(None, "--patience", help=_f(
+        "patience", "Stop after this many epochs without a better validation loss; the best epoch is kept.")),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help=_f(
+        "val_fraction", "Fraction held out to choose the epoch and stop.")),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_f("batch_size", "Images per step.")),
+    loss: Optional[Loss] = typer.Option(None, "--loss", help=_f("loss", "mse, or bce for 0/1 columns.")),
+    augment: Optional[Augment] = typer.Option(None, "--augment", help="[default: the start model's]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help=_f("seed", "Seed of the split, shuffle and new head.")),
+    mixed_precision: Optional[bool] = typer.Option(
+        None, "--mixed-precision/--no-mixed-precision", help="As for fit. [default: by the hardware]"),
+    progress: bool = typer.Option(_FIT_DEFAULTS["progress"], "--progress/--no-progress", show_default=True,
+                                  help="A live bar inside each epoch on a terminal."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Discard what is in --out and start again."),
+) -> None:
+    """Fine-tune a trained model on your own label columns: a new head, the encoder frozen, then layer-wise rates."""
+
+    def action() -> None:
+        from .training import fit as fit_run
+        from .training.finetune import resolve_finetune_config
+
+        config = resolve_finetune_config(
+            _start(pretrained, start), data, out, epochs=epochs, frozen_epochs=frozen_epochs,
+            layer_decay=layer_decay, learning_rate=learning_rate, lr_schedule=lr_schedule, patience=patience,
+            val_fraction=val_fraction, batch_size=batch_size, loss=loss, augment=augment, seed=seed,
+            mixed_precision=mixed_precision, progress=progress, overwrite=overwrite)
+        result = fit_run(config, log=_echo)
+        if result.best_epoch is not None:
+            what = (f"val RMSE {result.best_val_rmse:.5f}" if result.best_val_rmse is not None
+                    else "lowest training loss")
+            base = "" if result.baseline_val_rmse is None else f" (mean predictor {result.baseline_val_rmse:.5f})"
+            _echo(f"done: {result.epochs_done} epochs in {result.run_dir}; best epoch {result.best_epoch}, {what}{base}")
+
+    _run(action, _FIT_INTERRUPTED)
+
+
+def _start(pretrained: Optional[str], start: Optional[Path]):
+    """--pretrained NAME or --from RUN, exactly one."""
+    from .models.pretrained import PREFIX
+
+    if (pretrained is None) == (start is None):
+        raise InputError("--pretrained/--from", "give one model to start from: --pretrained best, or --from RUN")
+    return PREFIX + pretrained if pretrained is not None else start
 
 
 _RUN_HELP = "Run directory (or a .keras file); repeat it to average several (an ensemble)."

@@ -19,7 +19,14 @@ from .choices import AUGMENTS, HEADS, LOSSES, LR_SCHEDULES, STRATEGIES, Augment,
 #: Options that must match a run directory's config.json to resume it.
 RESUME_KEYS = ("model", "head", "loss", "learning_rate", "batch_size", "val_fraction", "seed",
                "augment", "limit", "input_size", "max_shift", "max_zoom",
-               "tree_warmup_epochs", "lr_schedule", "weight_decay", "strategy")
+               "tree_warmup_epochs", "lr_schedule", "weight_decay", "strategy", "start_from", "frozen_epochs",
+               "layer_decay")
+
+
+#: What `galaxytrain finetune` sets unless told otherwise, over FitConfig's defaults (stated once: the
+#: CLI's help and `galaxytrain.finetune` read them here).
+FINETUNE_DEFAULTS: dict = dict(epochs=40, frozen_epochs=4, layer_decay=0.75, learning_rate=1e-3,
+                               lr_schedule="cosine", val_fraction=0.2, patience=10, loss="mse", batch_size=32)
 
 
 @dataclass
@@ -77,6 +84,17 @@ class FitConfig:
     #: processes). Under a strategy ``batch_size`` is per replica: a step takes batch_size x replicas
     #: images; the learning rate is used as given, not scaled.
     strategy: Strategy = "none"
+    #: Stop once the validation loss has not improved for this many epochs (None: train every epoch).
+    #: Not a resume key: like --epochs, it says how long to go on.
+    patience: int | None = None
+    #: Fine-tuning (`galaxytrain finetune`): the trained model the run starts from ("pretrained:NAME" or a
+    #: run folder), given a new head for the file's label columns; None: a new model.
+    start_from: str | None = None
+    #: Fine-tuning: epochs in which only the new head learns, before the encoder joins.
+    frozen_epochs: int = 0
+    #: Fine-tuning: each layer of the encoder learns at this factor of the rate of the one above it
+    #: (the layer under the head at layer_decay, the one under it at its square, ...); 1: all alike.
+    layer_decay: float = 1.0
     #: multi-worker: seconds a worker waits for every other worker of TF_CONFIG to join before it
     #: gives up with one line (a peer never started, started with another --data, or given the same
     #: index); 0 waits for ever. Not a resume key.
@@ -136,6 +154,22 @@ class FitConfig:
                                          "batches come from tf.data threads (--loader-workers of them)")
         if not 0 <= self.weight_decay < 1:
             bad("--weight-decay", f"must be in [0, 1), got {self.weight_decay}")
+        if self.patience is not None and self.patience < 1:
+            bad("--patience", f"must be at least 1 epoch, got {self.patience}")
+        if self.frozen_epochs < 0:
+            bad("--frozen-epochs", f"must be 0 or more, got {self.frozen_epochs}")
+        if not 0 < self.layer_decay <= 1:
+            bad("--layer-decay", f"must be in (0, 1], got {self.layer_decay}")
+        if self.start_from is None and (self.frozen_epochs or self.layer_decay != 1.0):
+            bad("--frozen-epochs/--layer-decay", "apply to fine-tuning (galaxytrain finetune) only")
+        if self.start_from is not None:
+            if self.weight_decay > 0:
+                bad("--weight-decay", "is not available when fine-tuning (it would also shrink a frozen encoder)")
+            if self.head != "sigmoid":
+                bad("--head", f"a fine-tuned model gets a new sigmoid head for the file's columns, not {self.head}")
+            if self.frozen_epochs >= self.epochs:
+                bad("--frozen-epochs", f"{self.frozen_epochs} leaves none of the {self.epochs} epochs to the "
+                                       "encoder; give fewer, or more --epochs")
 
     def to_dict(self) -> dict:
         """JSON-ready: paths as strings."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from galaxyprep.galaxy_file import GalaxyFileWriter, read_info
+from galaxyprep.label_schema import LabelSchema
 
 
 def _blocks(rng, sizes, size=8):
@@ -29,7 +30,7 @@ def test_blocks_read_back_in_order_whatever_their_alignment(tmp_path, compressio
     rng = np.random.default_rng(1)
     out = tmp_path / "w.h5"
     written = []
-    with GalaxyFileWriter(out, 8, n_max, True, chunk_images=4, compression=compression, direct_io=direct_io) as w:
+    with GalaxyFileWriter(out, 8, n_max, LabelSchema.kaggle(), chunk_images=4, compression=compression, direct_io=direct_io) as w:
         for images, sums in _blocks(rng, sizes):
             lo = w.n
             ids = np.arange(lo, lo + len(images), dtype=np.int64) + 1000
@@ -55,13 +56,13 @@ def test_resumed_writer_rewrites_the_rows_after_its_checkpoint(tmp_path, direct_
     out = tmp_path / "r.h5"
     blocks = list(_blocks(rng, [6, 5, 7]))
     ids = [np.arange(0, 6), np.arange(6, 11), np.arange(11, 18)]
-    w = GalaxyFileWriter(out, 8, 18, False, chunk_images=4, build_key="k", direct_io=direct_io)
+    w = GalaxyFileWriter(out, 8, 18, None, chunk_images=4, build_key="k", direct_io=direct_io)
     w.append(blocks[0][0], ids[0], None, blocks[0][1])
     w.checkpoint({"ids_done": 6})
     w.append(rng.integers(0, 256, size=(5, 8, 8, 3), dtype=np.uint8), ids[1], None, blocks[1][1])  # lost: no checkpoint
     w.abort(keep=True)
     assert not out.exists()
-    with GalaxyFileWriter(out, 8, 18, False, chunk_images=4, build_key="k", resume=True, direct_io=direct_io) as w:
+    with GalaxyFileWriter(out, 8, 18, None, chunk_images=4, build_key="k", resume=True, direct_io=direct_io) as w:
         assert w.n == 6 and w.resume_state == {"ids_done": 6}
         for (images, sums), i in zip(blocks[1:], ids[1:]):
             w.append(images, i, None, sums)
@@ -91,7 +92,7 @@ def test_direct_io_writes_page_aligned_middles_past_the_page_cache(tmp_path, siz
     n = sum(sizes)
     pool = rng.integers(0, 256, size=(n + 1, size, size, 3), dtype=np.uint8)
     source = pool[1:]  # rows one image past the allocation's start: unaligned for 69 px
-    with GalaxyFileWriter(out, size, n, False, chunk_images=8, direct_io=True) as w:
+    with GalaxyFileWriter(out, size, n, None, chunk_images=8, direct_io=True) as w:
         lo = 0
         for k in sizes:
             w.append(source[lo: lo + k], np.arange(lo, lo + k), None, np.zeros((k, 6)))
@@ -123,7 +124,7 @@ def test_direct_io_refused_at_write_time_falls_back_to_buffered(tmp_path, monkey
     monkeypatch.setattr(dio.os, "pwrite", pwrite)
     images = np.random.default_rng(4).integers(0, 256, size=(20, 64, 64, 3), dtype=np.uint8)
     out = tmp_path / "f.h5"
-    with GalaxyFileWriter(out, 64, 20, False, chunk_images=8, direct_io=True) as writer:
+    with GalaxyFileWriter(out, 64, 20, None, chunk_images=8, direct_io=True) as writer:
         if writer._raw._dfd is None:  # tmp refused O_DIRECT at open already: stand in a plain descriptor
             writer._raw._dfd = os.open(out.with_name("f.h5.partial"), os.O_WRONLY)
         writer.append(images, np.arange(20), None, np.zeros((20, 6)))
@@ -142,7 +143,7 @@ def test_writers_in_two_threads_each_write_their_own_file_intact(tmp_path):
     def write(k: int) -> None:
         try:
             for attempt in range(4):
-                with GalaxyFileWriter(tmp_path / f"t{k}_{attempt}.h5", 32, 512, False, chunk_images=8) as w:
+                with GalaxyFileWriter(tmp_path / f"t{k}_{attempt}.h5", 32, 512, None, chunk_images=8) as w:
                     for images, sums in blocks:
                         w.append(images, np.arange(w.n, w.n + len(images)), None, sums)
                     w.commit({"crop": 32, "size": 32})

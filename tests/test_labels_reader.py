@@ -26,6 +26,8 @@ def _assert_same(path):
     want = _outcome(sources._read_labels_rows, path)
     got = _outcome(sources.read_labels, path)
     assert got == want
+    if want[0] == "labels":
+        assert sources.read_labels(path).schema == sources._read_labels_rows(path).schema
     return want
 
 
@@ -159,7 +161,9 @@ def test_files_the_fast_reader_leaves_to_the_reference(tmp_path):
     lone_cr.write_text("GalaxyID," + ",".join(CLASS_NAMES) + "\n" + ",".join(good[0]) + "\r" + ",".join(good[1]) + "\n")
     assert "not readable as CSV" in _assert_same(lone_cr)[2]  # csv's own error, as one line from both
     for name, text in {"empty": "", "blank_first": "\n" + ",".join(good[0]), "wrong_first": "ID,Class1.1\n1,0\n",
-                       "missing": "GalaxyID,Class1.1\n1,0\n", "header_only": "GalaxyID," + ",".join(CLASS_NAMES)}.items():
+                       "no_columns": "GalaxyID\n1\n", "twice": "GalaxyID,bar,bar\n1,0,1\n",
+                       "unnamed": "GalaxyID,bar,,ring\n1,0,1,0\n",
+                       "header_only": "GalaxyID," + ",".join(CLASS_NAMES)}.items():
         path = tmp_path / f"{name}.csv"
         path.write_text(text)
         assert _assert_same(path)[0] == "error"  # an InputError, one line (no IndexError any more)
@@ -181,3 +185,28 @@ def test_real_labels_match_reference():
         pytest.skip(f"real labels not found at {path}")
     want = _assert_same(path)
     assert want[0] == "labels" and len(want[1]) > 1000
+
+
+def test_own_columns(tmp_path, monkeypatch):
+    """Any columns after GalaxyID: values in [0, 1] kept, others refused by row, kinds from the values."""
+    rng = np.random.default_rng(11)
+    lines = ["GalaxyID,smooth,has_bar,Class1.1"]
+    for i in range(300):
+        lines.append(f"{300000 + i},{rng.random():.6f},{int(rng.random() < 0.3)},{rng.random():.4g}")
+    lines += ["300900,1.5,0,0.2", "300901,nan,1,0.2", "300902,0.5,x,0.2", "300903,0.5,1",
+              "300000,0.1,0,0.1", "300904,-0.00005,1,1.00005"]
+    path = tmp_path / "own.csv"
+    path.write_text("\n".join(lines) + "\n")
+    want = _assert_same(path)
+    monkeypatch.setattr(sources, "_BLOCK_BYTES", 500)
+    monkeypatch.setattr(sources, "_MIN_SPLIT", 2)
+    assert _assert_same(path) == want
+    labels = sources.read_labels(path)
+    assert labels.schema.columns == ("smooth", "has_bar", "Class1.1") and not labels.schema.is_tree
+    assert labels.schema.kinds == ("fraction", "binary", "fraction")
+    problems = dict(want[2])
+    assert "smooth = 1.5 is outside [0, 1]" in problems[f"{path} line 302"]
+    assert "smooth is not a number" in problems[f"{path} line 303"]
+    assert "duplicate GalaxyID 300000" in problems[f"{path} line 306"]
+    assert 300000 not in labels.values and len(labels.values) == 299 + 1  # the clipped row 300904 kept
+    np.testing.assert_array_equal(labels.values[300904], np.array([0.0, 1.0, 1.0], np.float32))

@@ -31,7 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from galaxyprep import GalaxyFile, N_CLASSES
+from galaxyprep import GalaxyFile
 
 from ..runtime import PerProcess
 from .views import CentreView, Normalization
@@ -118,6 +118,8 @@ class GalaxyBatches(keras.utils.PyDataset):
         f = self._file.get()
         self.image_size = f.size
         self.has_labels = f.has_labels
+        #: Columns of a label row (the file's label schema's width; 0 without labels).
+        self.label_width = f.label_schema.width if f.has_labels else 0
         if labels and not self.has_labels:
             f.labels()  # the reader's one-line error
         self.rows = _check_rows(rows, f.n_images)
@@ -206,7 +208,7 @@ class GalaxyBatches(keras.utils.PyDataset):
         f = self._file.get()
         s = self.image_size
         images = np.empty((len(positions), s, s, 3), dtype=np.uint8)
-        labels = np.empty((len(positions), N_CLASSES), dtype=np.float32) if self.labels else None
+        labels = np.empty((len(positions), self.label_width), dtype=np.float32) if self.labels else None
         for dest, pos in _runs(positions):
             rows = self.rows[pos]
             first, last = int(rows[0]), int(rows[-1])

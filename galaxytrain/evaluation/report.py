@@ -16,6 +16,7 @@ from galaxyprep import CLASS_NAMES, QUESTION_NAMES, jsonable, write_json_atomic
 from .leaderboard import BENCHMARKS, TOP_SCORES, leaderboard_place
 from .metrics import (
     DEFAULT_MIN_REACHED,
+    binary_auc,
     most_common_answer_accuracy,
     question_accuracy,
     rmse,
@@ -138,6 +139,52 @@ def write_roc_plots(y_true: np.ndarray, y_pred: np.ndarray, plots_dir: Path,
     fig.savefig(out)
     written.append(out)
     return written
+
+
+def build_columns_report(y_true: np.ndarray, y_pred: np.ndarray, columns: tuple[str, ...], kinds: tuple[str, ...],
+                         *, meta: dict | None = None) -> dict:
+    """Score predictions of one's own label columns: RMSE overall and per column, ROC AUC of each 0/1 column.
+
+    Nothing of the Kaggle tree applies (no questions, no leaderboard): the
+    columns are whatever the labels file held. Each mean predictor is
+    measured on this same set, like `rmse_mean_predictor`.
+    """
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if t.shape != p.shape or t.ndim != 2 or t.shape[1] != len(columns):
+        raise ValueError(f"labels {t.shape} and predictions {p.shape} for {len(columns)} columns")
+    per_column = {}
+    for j, (name, kind) in enumerate(zip(columns, kinds)):
+        row = {"kind": kind, "rmse": rmse(t[:, j], p[:, j]),
+               "rmse_mean_predictor": rmse_mean_predictor(t[:, j:j + 1])}
+        if kind == "binary":
+            row["roc_auc"] = binary_auc(t[:, j] >= 0.5, p[:, j])
+            row["positives"] = int((t[:, j] >= 0.5).sum())
+        per_column[name] = row
+    return jsonable({
+        "n_images": int(t.shape[0]),
+        "rmse": rmse(t, p),
+        "rmse_mean_predictor": rmse_mean_predictor(t),
+        "rmse_mean_predictor_note": "constant prediction = mean label vector of this same set",
+        "columns": list(columns),
+        "per_column": per_column,
+        "meta": meta or {},
+        "plots": [],
+    })
+
+
+def format_columns_report(report: dict) -> str:
+    """A `build_columns_report` as a terminal table."""
+    k = len(report["columns"])
+    lines = [f"Evaluation on {report['n_images']} images, {k} own label column{'s' if k != 1 else ''}", "",
+             f"  {f'RMSE (all {k} outputs)':<44}{report['rmse']:.5f}",
+             f"  {'mean predictor on this set':<44}{report['rmse_mean_predictor']:.5f}", "",
+             f"  {'column':<24}{'kind':>10}{'RMSE':>10}{'mean pred.':>12}{'ROC AUC':>10}"]
+    for name, row in report["per_column"].items():
+        auc = _fmt(row.get("roc_auc"), ".3f") if row["kind"] == "binary" else ""
+        lines.append(f"  {name:<24.24}{'0/1' if row['kind'] == 'binary' else 'fraction':>10}{row['rmse']:>10.5f}"
+                     f"{row['rmse_mean_predictor']:>12.5f}{auc:>10}")
+    return "\n".join(lines)
 
 
 def _fmt(x: float | None, spec: str = ".4f") -> str:

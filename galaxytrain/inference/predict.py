@@ -18,8 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from galaxyprep import (CLASS_NAMES, N_CLASSES, BuildConfig, BuildSummary, GalaxyFile, InputError,
-                        build_galaxy_file, crop_resize)
+from galaxyprep import BuildConfig, BuildSummary, GalaxyFile, InputError, build_galaxy_file, crop_resize
 
 from ..data import Normalization, TestTimeViews
 from ..data.views import check_tta
@@ -29,13 +28,13 @@ from .trained import ModelSource, TrainedModel, as_sources, check_same_build, st
 def predict_file(model, data: str | Path | GalaxyFile, tta: int = 1, batch_size: int = 64, *,
                  normalization: Normalization | None = None, source_size: int | None = None,
                  progress: Callable[[int, int], None] | None = None, spread: bool = False):
-    """GalaxyIDs (file order) and the model's (N, 37) predictions averaged over `tta` views.
+    """GalaxyIDs (file order) and the model's (N, K) predictions averaged over `tta` views.
 
     `normalization` is the training file's; without it the data file's own
     statistics are used. A model whose input is smaller than the file's
     images takes their centre view, but only when `source_size` (the stored
     size it was trained from) says that is how it was trained. With
-    `spread`, also the (N, 37) standard deviation over the views: how much
+    `spread`, also the (N, K) standard deviation over the views: how much
     the model's answer depends on the galaxy's orientation.
     """
     check_tta(tta)
@@ -52,7 +51,7 @@ def predict_file(model, data: str | Path | GalaxyFile, tta: int = 1, batch_size:
 
 def _predict_rows(model, read: Callable[[int, int], np.ndarray], n: int, size: int, tta: int, batch_size: int,
                   normalization: Normalization, progress: Callable[[int, int], None] | None, spread: bool):
-    """(N, 37) means (and stds) over the views of rows read in contiguous slices: the view, then normalisation.
+    """(N, K) means (and stds) over the views of rows read in contiguous slices: the view, then normalisation.
 
     The same two steps, in the same order, as a training batch's
     (`GalaxyBatches` with a `TestTimeViews` view).
@@ -60,8 +59,9 @@ def _predict_rows(model, read: Callable[[int, int], np.ndarray], n: int, size: i
     if batch_size < 1:
         raise InputError("--batch-size", f"must be at least 1, got {batch_size}")
     view = TestTimeViews(size, tta)
-    preds = np.empty((n, N_CLASSES), dtype=np.float32)
-    spreads = np.empty((n, N_CLASSES), dtype=np.float32) if spread else None
+    width = int(model.output_shape[-1])
+    preds = np.empty((n, width), dtype=np.float32)
+    spreads = np.empty((n, width), dtype=np.float32) if spread else None
     # Every call gets a full batch (the last one padded, the padding's outputs dropped),
     # so that the predict function is traced once.
     rows = min(batch_size, max(n, 1))
@@ -94,22 +94,27 @@ def _model_size(model, path, stored: int, source_size: int | None) -> int:
 
 @dataclass
 class Predictions:
-    """One row per galaxy, in the order of the input: GalaxyIDs, and the 37 answers averaged over views and models."""
+    """One row per galaxy, in the order of the input: GalaxyIDs, and the K answers averaged over views and models."""
 
     ids: np.ndarray
-    mean: np.ndarray            # (N, 37): the average over the models and their test-time views
-    spread: np.ndarray | None   # (N, 37): std over the test-time views, averaged over the models; None at tta 1
+    mean: np.ndarray            # (N, K): the average over the models and their test-time views
+    spread: np.ndarray | None   # (N, K): std over the test-time views, averaged over the models; None at tta 1
     models: list[TrainedModel]
     tta: int
     #: Images of a folder or zip that were left out, each with its reason (none for a file or an array).
     skipped: list[str] = field(default_factory=list)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The names of the K answers: the label columns the models were trained on (Kaggle's 37 by default)."""
+        return self.models[0].label_schema.columns
+
     def to_frame(self, clip: bool = True):
-        """A pandas DataFrame indexed by GalaxyID with Kaggle's 37 columns (clipped to [0, 1], as submitted)."""
+        """A pandas DataFrame indexed by GalaxyID with the models' columns (clipped to [0, 1], as submitted)."""
         import pandas as pd
 
         values = np.clip(self.mean, 0.0, 1.0) if clip else self.mean
-        return pd.DataFrame(values, index=pd.Index(self.ids, name="GalaxyID"), columns=list(CLASS_NAMES))
+        return pd.DataFrame(values, index=pd.Index(self.ids, name="GalaxyID"), columns=list(self.columns))
 
 
 def predict_runs(sources: Sequence[ModelSource], data: str | Path | GalaxyFile, tta: int | None = None,
@@ -204,6 +209,10 @@ def _ensemble(sources: Sequence[TrainedModel], tta: int, n: int, ids: np.ndarray
     for index, trained in enumerate(sources):
         loaded_here = not trained.is_loaded
         check(trained)
+        if trained.label_schema.columns != sources[0].label_schema.columns:
+            raise InputError(trained.source, f"predicts {trained.label_schema.describe()}, the ensemble's first "
+                                             f"{sources[0].label_schema.describe()}; an ensemble averages models "
+                                             "of the same columns")
         norm = trained.normalization
         if norm is None and own_normalization is not None:
             norm = own_normalization()

@@ -1,7 +1,7 @@
 """Predictions as HDF5 (`predict --format hdf5`): the one writer and reader of that file.
 
-Beside the Kaggle CSV, what a catalogue needs: GalaxyIDs, the 37 vote
-fractions with their column names, and, with several test-time views, how
+Beside the Kaggle CSV, what a catalogue needs: GalaxyIDs, the predicted
+columns (Kaggle's 37 vote fractions, or a fine-tuned model's own) with their names, and, with several test-time views, how
 much the answer moved between views (as zoobot saves its predictions).
 """
 
@@ -32,8 +32,11 @@ class PredictionsFile:
 
 
 def write_predictions(path: str | Path, ids: np.ndarray, predictions: np.ndarray, spread: np.ndarray | None,
-                      meta: dict) -> Path:
-    """`ids` (N,), `predictions` (N, 37) clipped to [0, 1], `spread` (N, 37) or None; written atomically."""
+                      meta: dict, columns: tuple[str, ...] = CLASS_NAMES) -> Path:
+    """`ids` (N,), `predictions` (N, K) clipped to [0, 1] with their K `columns`, `spread` (N, K) or None;
+    written atomically."""
+    if np.shape(predictions)[1:] != (len(columns),):
+        raise ValueError(f"predictions are {np.shape(predictions)}, for {len(columns)} columns")
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -43,7 +46,7 @@ def write_predictions(path: str | Path, ids: np.ndarray, predictions: np.ndarray
             f.attrs["meta"] = json.dumps(meta)
             f.create_dataset("ids", data=np.asarray(ids, dtype=np.int64))
             d = f.create_dataset("predictions", data=np.clip(np.asarray(predictions, dtype=np.float32), 0.0, 1.0))
-            d.attrs["columns"] = np.array(CLASS_NAMES, dtype=h5py.string_dtype())
+            d.attrs["columns"] = np.array(columns, dtype=h5py.string_dtype())
             if spread is not None:
                 s = f.create_dataset("spread", data=np.asarray(spread, dtype=np.float32))
                 s.attrs["meaning"] = "standard deviation over the test-time views, averaged over the runs"

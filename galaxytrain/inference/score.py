@@ -12,7 +12,8 @@ import numpy as np
 from galaxyprep import GalaxyFile, InputError, Progress, check_output, disk_errors, exclusive_lock
 
 from ..data.views import centre_view
-from ..evaluation import build_report, format_report, gallery_rows, per_galaxy_rmse, write_gallery, write_report
+from ..evaluation import (build_columns_report, build_report, format_columns_report, format_report, gallery_rows,
+                          per_galaxy_rmse, write_gallery, write_report)
 from ..evaluation.pictures import GALLERY_K
 from .predict import predict_runs
 from .trained import ModelSource, TrainedModel, as_sources, protected_paths
@@ -52,7 +53,8 @@ def is_report(path: Path) -> bool:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(report, dict) and {"rmse", "question_accuracy", "leaderboard"} <= set(report)
+    return isinstance(report, dict) and ({"rmse", "question_accuracy", "leaderboard"} <= set(report)
+                                         or {"rmse", "per_column", "columns"} <= set(report))
 
 
 def _score(runs: list[ModelSource], data: Path, report_path: Path, plots_dir: str | Path | None, tta: int | None,
@@ -64,12 +66,19 @@ def _score(runs: list[ModelSource], data: Path, report_path: Path, plots_dir: st
             raise InputError(data, "has no labels (a test set?); score needs a labelled file; "
                                    "use `galaxytrain predict` for a submission")
         y_true = np.asarray(f.checked_labels(), dtype=np.float64)
+        schema = f.label_schema
+        for trained in runs:
+            if trained.label_schema.columns != schema.columns:
+                raise InputError(data, f"holds {schema.describe()}, but {trained.source} predicts "
+                                       f"{trained.label_schema.describe()}; score a model on a file of its own columns")
         found = with_progress(lambda step: predict_runs(runs, f, tta, batch_size, step), len(runs) * f.n_images,
                               "score", progress)
         ids, trained_runs, tta = found.ids, found.models, found.tta
         preds = np.clip(found.mean, 0.0, 1.0)
         trained = trained_runs[0]
-        pictures = [_write_gallery(f, ids, y_true, preds, trained, Path(plots_dir), gallery)] if gallery > 0 else []
+        # The gallery shows the tree's questions: a file of one's own columns has none.
+        pictures = [_write_gallery(f, ids, y_true, preds, trained, Path(plots_dir), gallery)] \
+            if gallery > 0 and schema.is_tree else []
     cfg = trained.record.get("config", {})
     meta = {
         "run": trained.source,
@@ -83,6 +92,12 @@ def _score(runs: list[ModelSource], data: Path, report_path: Path, plots_dir: st
         "tta": tta,
         "predictions_clipped": True,
     }
+    if not schema.is_tree:
+        report = build_columns_report(y_true, preds, schema.columns, schema.kinds, meta=meta)
+        write_report(report, report_path)
+        log(format_columns_report(report))
+        log(f"wrote {report_path}")
+        return report
     report = build_report(y_true, preds, plots_dir=Path(plots_dir), meta=meta)
     report["plots"] = [str(p) for p in pictures] + report["plots"]
     write_report(report, report_path)

@@ -17,24 +17,29 @@ from .score import with_progress
 from .trained import ModelSource, as_sources, protected_paths
 
 
-def write_submission(path: str | Path, ids: np.ndarray, preds: np.ndarray) -> Path:
-    """Kaggle's format: header GalaxyID,Class1.1,...,Class11.6; values clipped to [0, 1]."""
+def write_submission(path: str | Path, ids: np.ndarray, preds: np.ndarray,
+                     columns: tuple[str, ...] = CLASS_NAMES) -> Path:
+    """Kaggle's format: header GalaxyID,Class1.1,...,Class11.6 (or a model's own `columns`); values clipped to [0, 1]."""
     path = Path(path)
     preds = np.clip(np.asarray(preds, dtype=np.float64), 0.0, 1.0)
-    if preds.shape != (len(ids), len(CLASS_NAMES)):
-        raise ValueError(f"predictions are {preds.shape}, expected ({len(ids)}, {len(CLASS_NAMES)})")
+    if preds.shape != (len(ids), len(columns)):
+        raise ValueError(f"predictions are {preds.shape}, expected ({len(ids)}, {len(columns)})")
     with atomic_write(path, "w") as f:
-        f.write(",".join(("GalaxyID",) + tuple(CLASS_NAMES)) + "\n")
+        f.write(_header(columns) + "\n")
         body = np.column_stack([np.asarray(ids, dtype=np.float64), preds])
-        np.savetxt(f, body, fmt=["%d"] + ["%.6f"] * len(CLASS_NAMES), delimiter=",")
+        np.savetxt(f, body, fmt=["%d"] + ["%.6f"] * len(columns), delimiter=",")
     return path
 
 
-def is_submission(path: Path) -> bool:
-    """Whether `path` is a CSV in Kaggle's submission format (a file this command may replace)."""
-    header = ",".join(("GalaxyID",) + tuple(CLASS_NAMES))
+def _header(columns: tuple[str, ...]) -> str:
+    return ",".join(("GalaxyID",) + tuple(columns))
+
+
+def is_submission(path: Path, columns: tuple[str, ...] = CLASS_NAMES) -> bool:
+    """Whether `path` is a CSV of this format with these columns (a file this command may replace)."""
+    header = (_header(columns) + "\n").encode()
     with open(path, "rb") as f:
-        return f.read(len(header)).decode("ascii", errors="replace") == header
+        return f.read(len(header)) == header
 
 
 def predict_submission(run: ModelSource | Sequence[ModelSource], data: str | Path | None, out: str | Path,
@@ -50,7 +55,8 @@ def predict_submission(run: ModelSource | Sequence[ModelSource], data: str | Pat
     runs = as_sources(run)
     if (data is None) == (images is None):
         raise InputError("--data/--images", "give one of them: a galaxyprep file, or a folder or zip of JPEGs")
-    is_ours = is_submission if format == "csv" else is_predictions_file
+    columns = runs[0].label_schema.columns
+    is_ours = (lambda path: is_submission(path, columns)) if format == "csv" else is_predictions_file
     kind = "submission CSV" if format == "csv" else "galaxytrain predictions file"
     check_output(out, [("--images", images)] + protected_paths(runs, data), is_ours, kind,
                  overwrite)
@@ -72,10 +78,11 @@ def _predict_submission(runs: list, data, out, tta, batch_size, log, images, for
                       "ignored_files": built.ignored_files, "duplicates": built.duplicates}
         source = str(images if images is not None else data)
         if format == "csv":
-            path = write_submission(out, found.ids, found.mean)
+            path = write_submission(out, found.ids, found.mean, found.columns)
         else:
             path = write_predictions(out, found.ids, found.mean, found.spread, {
-                "source": source, "runs": [str(t.model_path) for t in found.models], "tta": found.tta, **counts})
+                "source": source, "runs": [str(t.model_path) for t in found.models], "tta": found.tta, **counts},
+                found.columns)
     accounted = "" if not counts else (f"; of the files: {len(counts['skipped'])} left out, "
                                        f"{counts['ignored_files']} ignored (not <GalaxyID>.jpg), "
                                        f"{len(counts['duplicates'])} stored twice and used once")

@@ -13,7 +13,7 @@ from typing import Callable, Sequence, Union
 
 import numpy as np
 
-from galaxyprep import GalaxyFile, InputError
+from galaxyprep import GalaxyFile, InputError, LabelSchema
 
 from ..compute import inference_policy
 from ..data import Normalization
@@ -34,11 +34,12 @@ class TrainedModel:
     """
 
     def __init__(self, model, model_path: Path, source: str, record: dict | None = None,
-                 input_size: int | None = None, loader: Callable[[], object] | None = None):
+                 input_size: int | None = None, loader: Callable[[Callable[[str], str] | None], object] | None = None):
         self._model = model
         self.model_path = Path(model_path)
         self.source = source
         self.record = record or {}
+        #: loader(choose_policy): the weights, verified, in a new Keras model computing in the policy chosen.
         self._loader = loader
         #: The side of the images the model takes (its input_shape), kept after the model is released.
         self.input_size = input_size if input_size is not None or model is None else int(model.input_shape[1])
@@ -49,9 +50,15 @@ class TrainedModel:
         if self._model is None:
             if self._loader is None:
                 raise ValueError(f"{self.source}: the model was released and cannot be loaded again")
-            self._model = self._loader()
+            self._model = self._loader(inference_policy)
             self.input_size = int(self._model.input_shape[1])
         return self._model
+
+    def fresh_model(self, policy: str):
+        """A new Keras model of these weights (verified) computing in `policy`, apart from `model`: to fine-tune."""
+        if self._loader is None:
+            raise ValueError(f"{self.source}: this model was given loaded and cannot be loaded afresh")
+        return self._loader(lambda saved: policy)
 
     @property
     def is_loaded(self) -> bool:
@@ -79,6 +86,11 @@ class TrainedModel:
         """The centre crop, in original pixels, of the images it was trained on."""
         crop = self.record.get("data", {}).get("crop")
         return None if crop is None else int(crop)
+
+    @property
+    def label_schema(self) -> LabelSchema:
+        """What its outputs are: the columns of the file it was trained on (the 37 Kaggle ones by default)."""
+        return record_schema(self.record)
 
     @property
     def recipe(self) -> str | None:
@@ -145,7 +157,7 @@ def _shipped_name(source: str | Path) -> str | None:
 def describe_shipped(shipped: ShippedModel) -> TrainedModel:
     """A shipped model, its weights checked against model.json's SHA-256 when loaded."""
     return TrainedModel(None, shipped.weights_path, PREFIX + shipped.name, dict(shipped.record),
-                        loader=lambda: shipped.load(inference_policy))
+                        loader=shipped.load)
 
 
 def load_run(run: str | Path, which: str = "best") -> TrainedModel:
@@ -169,7 +181,8 @@ def describe_run(run: str | Path, which: str = "best") -> TrainedModel:
             raise InputError(run, f"not a trained run directory (no {model_path.name}); train one with "
                                   "`galaxytrain fit`")
     return TrainedModel(None, model_path, str(run_dir.path),
-                        run_dir.read_config() or {}, loader=lambda: _load(_verified(run_dir, model_path)))
+                        run_dir.read_config() or {},
+                        loader=lambda choose: load_model_for_prediction(_verified(run_dir, model_path), choose))
 
 
 def run_record(run: str | Path) -> dict:
@@ -178,10 +191,18 @@ def run_record(run: str | Path) -> dict:
     return RunDir(run.parent if run.suffix == ".keras" else run).read_config() or {}
 
 
+def record_schema(record: dict) -> LabelSchema:
+    """The label columns a record's model predicts; records from before own columns predict the Kaggle 37."""
+    labels = record.get("data", {}).get("labels")
+    return LabelSchema.kaggle() if not labels else LabelSchema.from_stored(labels["columns"], labels.get("kinds"))
+
+
 def record_tta(record: dict) -> int:
-    """The test-time views of a record's recipe; 1 without one."""
+    """The test-time views of a record's recipe (or of the model a fine-tuning started from); 1 without one."""
     name = record.get("config", {}).get("recipe")
-    return RECIPES[name].tta if name in RECIPES else 1
+    if name in RECIPES:
+        return RECIPES[name].tta
+    return int(record.get("start", {}).get("tta", 1))  # a fine-tuned model sees as the model it started from
 
 
 def _verified(run_dir: RunDir, model: Path) -> Path:
@@ -212,11 +233,6 @@ def protected_paths(sources: Sequence[ModelSource], data: str | Path | None) -> 
         except InputError:
             pass  # the command says what is wrong with it when it reads it
     return out
-
-
-def _load(path: Path):
-    """The model, computing in its own precision where this hardware runs it natively, else in float32."""
-    return load_model_for_prediction(path, inference_policy)
 
 
 def as_sources(sources: ModelSource | Sequence[ModelSource]) -> list[TrainedModel]:

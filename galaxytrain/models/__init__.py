@@ -1,9 +1,10 @@
 """Models by name: a registry that the CLI, fit and the tests share.
 
-A model family is a function ``build(input_shape, head) -> keras.Model``
+A model family is a function ``build(input_shape, head, outputs) -> keras.Model``
 registered under a name with `register_model`. Every family ends in the same
-37-output head so that loss, metrics and submission code never depend on
-which network produced the numbers.
+head (`output_head`: one output per label column of the training file, the
+37 Kaggle columns by default) so that loss, metrics and submission code
+never depend on which network produced the numbers.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Callable
 
 import keras
+
+from galaxyprep import N_CLASSES
 
 from ..choices import HEADS, Head
 from .heads import output_head
@@ -46,13 +49,15 @@ def available_models() -> list[str]:
 
 
 def create_model(name: str, input_shape: tuple[int, int, int], *, head: Head = "sigmoid",
-                 **kw) -> keras.Model:
-    """Build an uncompiled model; head is "sigmoid" (37 sigmoids) or "tree" (GalaxyTreeHead)."""
+                 outputs: int = N_CLASSES, **kw) -> keras.Model:
+    """Build an uncompiled model; head is "sigmoid" (`outputs` sigmoids) or "tree" (GalaxyTreeHead, 37 outputs)."""
     if name not in _REGISTRY:
         raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; available: {', '.join(HEADS)}")
-    return _REGISTRY[name](tuple(int(v) for v in input_shape), head=head, **kw)
+    if head == "tree" and outputs != N_CLASSES:
+        raise ValueError(f"the tree head gives the 37 Kaggle columns, not {outputs} outputs")
+    return _REGISTRY[name](tuple(int(v) for v in input_shape), head=head, outputs=int(outputs), **kw)
 
 
 # Importing a family registers it (and its custom layers, for loading).

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import keras
 
+from galaxyprep import N_CLASSES
+
 from . import InputShapeError, register_model
 from .heads import output_head
 
@@ -37,7 +39,7 @@ def conv_stages(x, widths: tuple[int, ...], convs: tuple[int, ...], bn_momentum:
 
 
 @register_model("galaxy_cnn")
-def build_galaxy_cnn(input_shape: tuple[int, int, int], head: str = "sigmoid",
+def build_galaxy_cnn(input_shape: tuple[int, int, int], head: str = "sigmoid", outputs: int = N_CLASSES,
                      widths: tuple[int, ...] = (32, 64, 128, 256), convs: tuple[int, ...] = (1, 1, 2, 1),
                      dense: int = 256, dropout: float = 0.25, pool: str = "flatten",
                      bn_momentum: float | None = 0.9) -> keras.Model:
@@ -67,5 +69,5 @@ def build_galaxy_cnn(input_shape: tuple[int, int, int], head: str = "sigmoid",
     x = keras.layers.Dropout(dropout, name="drop1")(x)
     x = keras.layers.Dense(dense, activation="relu", name="fc1")(x)
     x = keras.layers.Dropout(dropout, name="drop2")(x)
-    outputs = output_head(x, head)
+    outputs = output_head(x, head, outputs)
     return keras.Model(inputs, outputs, name="galaxy_cnn")

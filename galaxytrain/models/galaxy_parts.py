@@ -18,6 +18,8 @@ import math
 import keras
 from keras import ops
 
+from galaxyprep import N_CLASSES
+
 from . import InputShapeError, register_model
 from .heads import output_head
 from .galaxy_cnn import conv_stages
@@ -78,7 +80,7 @@ class ConcatParts(keras.layers.Layer):
 
 
 @register_model("galaxy_parts")
-def build_galaxy_parts(input_shape: tuple[int, int, int], head: str = "sigmoid",
+def build_galaxy_parts(input_shape: tuple[int, int, int], head: str = "sigmoid", outputs: int = N_CLASSES,
                        part_fraction: float = 0.625, flips: bool = True,
                        widths: tuple[int, ...] = (32, 64, 128, 256),
                        convs: tuple[int, ...] = (1, 1, 2, 1), dense: int = 256, dropout: float = 0.25,
@@ -105,5 +107,5 @@ def build_galaxy_parts(input_shape: tuple[int, int, int], head: str = "sigmoid",
     x = keras.layers.Dropout(dropout, name="drop1")(x)
     x = keras.layers.Dense(dense, activation="relu", name="fc1")(x)
     x = keras.layers.Dropout(dropout, name="drop2")(x)
-    outputs = output_head(x, head)
+    outputs = output_head(x, head, outputs)
     return keras.Model(inputs, outputs, name="galaxy_parts")

@@ -1,4 +1,4 @@
-"""The 37-output head every model family ends in."""
+"""The output head every model family ends in: one sigmoid per label column, or the Kaggle decision tree."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from ..choices import HEADS, Head
 from .tree_head import GalaxyTreeHead
 
 
-def output_head(x, head: Head, name: str = "predictions", softplus_logits: bool = True):
-    """Dense(37) then sigmoid, or linear Dense(37) then the decision-tree normalisation.
+def output_head(x, head: Head, outputs: int = N_CLASSES, name: str = "predictions", softplus_logits: bool = True):
+    """Dense(outputs) then sigmoid, or Dense(37) then the decision-tree normalisation (the 37 Kaggle columns only).
 
     ``softplus_logits`` (tree head): the 37 values entering the tree layer
     pass through softplus, so they stay positive and the layer's ReLU never
@@ -24,8 +24,10 @@ def output_head(x, head: Head, name: str = "predictions", softplus_logits: bool 
     outputs for the loss (the Keras mixed-precision rule for the last layer).
     """
     if head == "sigmoid":
-        return keras.layers.Dense(N_CLASSES, activation="sigmoid", dtype="float32", name=name)(x)
+        return keras.layers.Dense(outputs, activation="sigmoid", dtype="float32", name=name)(x)
     if head == "tree":
+        if outputs != N_CLASSES:
+            raise ValueError(f"the tree head gives the 37 Kaggle columns, not {outputs}")
         z = keras.layers.Dense(N_CLASSES, activation="softplus" if softplus_logits else None, dtype="float32",
                                name=f"{name}_logits")(x)
         return GalaxyTreeHead(dtype="float32", name=name)(z)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import keras
 
+from galaxyprep import N_CLASSES
+
 from . import InputShapeError, register_model
 from .heads import output_head
 
@@ -21,7 +23,7 @@ MIN_INPUT_SIZE = 20
 
 
 @register_model("vgg6")
-def build_vgg6(input_shape: tuple[int, int, int], head: str = "sigmoid") -> keras.Model:
+def build_vgg6(input_shape: tuple[int, int, int], head: str = "sigmoid", outputs: int = N_CLASSES) -> keras.Model:
     """The student project's VGG6 for square RGB inputs of any size >= MIN_INPUT_SIZE."""
     if min(input_shape[:2]) < MIN_INPUT_SIZE:
         raise InputShapeError(f"vgg6 needs images of at least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} "
@@ -38,5 +40,5 @@ def build_vgg6(input_shape: tuple[int, int, int], head: str = "sigmoid") -> kera
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Dense(256, activation="relu", name="fc1")(x)
     x = keras.layers.Dropout(0.5, name="drop3")(x)
-    outputs = output_head(x, head)
+    outputs = output_head(x, head, outputs)
     return keras.Model(inputs, outputs, name="vgg6")

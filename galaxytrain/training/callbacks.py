@@ -96,6 +96,50 @@ class EnableTreeNormalization(keras.callbacks.Callback):
         set_normalize(self.model, True)
 
 
+class OpenEncoder(keras.callbacks.Callback):
+    """Fine-tuning: the encoder frozen for the first ``at_epoch`` epochs (the new head learns alone), then open.
+
+    Sets `LayerwiseAdam`'s gate at each epoch's start from the epoch number
+    alone, so that a resumed run is where an uninterrupted one would be.
+    """
+
+    def __init__(self, at_epoch: int, log: Log | None = None):
+        super().__init__()
+        self.at_epoch, self.log = int(at_epoch), log
+
+    def on_epoch_begin(self, epoch, logs=None):
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)  # under loss scaling
+        if not optimizer.built:  # Keras builds it at the first step, after this; the gate must be set before
+            optimizer.build(self.model.trainable_variables)
+        optimizer.encoder_gate.assign(1.0 if epoch >= self.at_epoch else 0.0)
+        if self.log is not None and epoch == self.at_epoch and epoch > 0:
+            self.log(f"epoch {epoch + 1}: the encoder learns from here on (layer-wise learning rates)")
+
+
+class StopWhenStale(keras.callbacks.Callback):
+    """Stop once the monitored value has not improved for `patience` epochs (after RunDirCallback's commit).
+
+    Decided from the state's best epoch, which a resumed run reads back, so
+    it stops where an uninterrupted one would.
+    """
+
+    def __init__(self, state: dict, patience: int, log: Log):
+        super().__init__()
+        self.state, self.patience, self.log = state, int(patience), log
+
+    def on_epoch_end(self, epoch, logs=None):
+        if is_stale(self.state, self.patience):
+            self.model.stop_training = True
+            self.log(f"stopped: no better validation loss for {self.patience} epochs since epoch "
+                     f"{self.state.get('best_epoch')} (--patience {self.patience})")
+
+
+def is_stale(state: dict, patience: int | None) -> bool:
+    """Whether a run's best epoch lies `patience` or more epochs behind the last one done."""
+    best = state.get("best_epoch")
+    return bool(patience) and best is not None and int(state["epochs_done"]) - int(best) >= int(patience)
+
+
 class TrainingDiverged(InputError):
     """The loss became NaN or infinite: nothing after it is worth keeping."""
 

@@ -35,6 +35,10 @@ class TrainingData:
 def prepare_data(config: FitConfig, f: GalaxyFile) -> TrainingData:
     """Describe the file, split it, measure the mean predictor; InputError for a file that cannot train."""
     data = describe_data(f, config.limit)
+    schema = f.label_schema
+    if config.head == "tree" and not schema.is_tree:
+        raise InputError(config.data, f"holds {schema.describe()}; the tree head (--head tree, as in --recipe "
+                                      f"{config.recipe or 'best'}) needs the 37 Kaggle columns: use --head sigmoid")
     n = data["n_used"]
     labels = np.asarray(f.checked_labels(n), dtype=np.float64)
     train_rows, val_rows = _split(f.ids[:n], config.val_fraction, config.seed)
@@ -76,6 +80,9 @@ def describe_data(f: GalaxyFile, limit: int | None = None, need_labels: bool = T
         "source": info.source,
         "chunk_images": info.chunk_images,
         "compression": info.compression,
+        # What the model's outputs are: prediction names its columns, score scores them.
+        "labels": None if info.label_schema is None else {"columns": list(info.label_schema.columns),
+                                                          "kinds": list(info.label_schema.kinds)},
     }
 
 

@@ -49,7 +49,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from galaxyprep import N_CLASSES, InputError
+from galaxyprep import InputError
 
 from ..choices import Strategy
 from ..data import EpochOrder, GalaxyBatches
@@ -305,6 +305,7 @@ def distributed_batches(strategy, batches: GalaxyBatches, first_step: int, last_
     import tensorflow as tf
 
     size = batches.view.size
+    width = batches.label_width
 
     def make(ctx):
         local = ctx.num_replicas_in_sync // ctx.num_input_pipelines
@@ -320,7 +321,7 @@ def distributed_batches(strategy, batches: GalaxyBatches, first_step: int, last_
             return np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.float32)
 
         def shaped(x, y):
-            return tf.ensure_shape(x, (None, size, size, 3)), tf.ensure_shape(y, (None, N_CLASSES))
+            return tf.ensure_shape(x, (None, size, size, 3)), tf.ensure_shape(y, (None, width))
 
         ds = tf.data.Dataset.range(first_step * local, last_step * local)
         ds = ds.map(lambda k: tf.numpy_function(load, [k], (tf.float32, tf.float32)),
@@ -351,7 +352,8 @@ def pin_keras(model: keras.Model, strategy, role: Role, per_replica: int, size: 
     The epoch's numbers that the history keeps come from the metric
     variables, summed over every replica, not from these per-step logs.
     """
-    batch = (np.zeros((per_replica, size, size, 3), np.float32), np.zeros((per_replica, N_CLASSES), np.float32))
+    batch = (np.zeros((per_replica, size, size, 3), np.float32),
+             np.zeros((per_replica, int(model.output_shape[-1])), np.float32))
     with strategy.scope():
         model._symbolic_build(data_batch=batch)
     model._maybe_symbolic_build = _no_symbolic_build

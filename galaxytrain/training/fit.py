@@ -20,7 +20,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from galaxyprep import GalaxyFile, InputError, disk_errors, exclusive_lock, same_path
+from galaxyprep import N_CLASSES, GalaxyFile, InputError, disk_errors, exclusive_lock, same_path
 
 from ..compute import choose_jit_compile, onednn_enabled, recorded_policy
 from ..config import FitConfig
@@ -29,8 +29,10 @@ from ..models import InputShapeError, available_models, create_model, load_model
 from ..recipes import check_recipe_data, get_recipe
 from ..run_dir import RunDir
 from . import distribute
-from .callbacks import EnableTreeNormalization, EpochProgress, LogLearningRate, RunDirCallback, StopOnDivergence
+from .callbacks import (EnableTreeNormalization, EpochProgress, LogLearningRate, OpenEncoder, RunDirCallback,
+                        StopOnDivergence, StopWhenStale, is_stale)
 from .data_record import DATA_KEYS, TrainingData, prepare_data
+from .finetune import check_start_data, finetune_model
 from .resume import prepare_run_dir
 from .rng_state import restore_seed_generator_states
 from .schedule import LearningRateSchedule, compile_model, extension_note
@@ -88,7 +90,10 @@ def _checked_data(config: FitConfig, f: GalaxyFile, log: Log) -> TrainingData:
         info = f.info
         check_recipe_data(get_recipe(config.recipe), info.crop, info.size, config.data, info.source,
                           info.labels_source, config.allow_other_build, log)
-    return prepare_data(config, f)
+    data = prepare_data(config, f)
+    if config.start_from is not None:
+        check_start_data(config, f, data.record)
+    return data
 
 
 def _configure_gpus(config: FitConfig, data: TrainingData, log: Log, resumed_policy: str | None = None) -> None:
@@ -111,8 +116,9 @@ def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: Tra
     initial_epoch = int(state["epochs_done"])
     model = _start_model(config, size, state, run.last, data, log)
     _log_start(config, data, model, size, initial_epoch, run, log)
-    if initial_epoch >= config.epochs:
-        log(f"{run.path} already has {initial_epoch} epochs (asked for {config.epochs}): nothing to do")
+    if initial_epoch >= config.epochs or is_stale(state, config.patience):
+        log(f"{run.path} already has {initial_epoch} epochs (asked for {config.epochs}"
+            f"{f', or to stop after {config.patience} without progress' if config.patience else ''}): nothing to do")
         return _result(run, state, initial_epoch, data.baseline, distribute.weights_fingerprint(model))
     run.write_config(data.record)
     train, val = _datasets(config, f, data, size)
@@ -182,7 +188,7 @@ def _training_key(config: FitConfig, data: TrainingData) -> dict:
     record = data.record
     # The epochs too: a worker told to stop earlier would leave the others waiting in a collective.
     return {"config": config.resume_key(), "epochs": config.epochs,
-            "data": {k: record["data"][k] for k in DATA_KEYS}, "split": record["split"],
+            "data": {k: record["data"][k] for k in (*DATA_KEYS, "labels")}, "split": record["split"],
             "distribute": record["distribute"], "precision": record["gpu"]["policy"]}
 
 
@@ -266,7 +272,12 @@ def _start_model(config: FitConfig, size: int, state: dict, last: Path, data: Tr
     initial_epoch = int(state["epochs_done"])
     keras.utils.set_random_seed(config.seed)
     with scope or nullcontext():
-        model = load_model(last) if initial_epoch > 0 else build_model(config, size)
+        if initial_epoch > 0:
+            model = load_model(last)
+        elif config.start_from is not None:
+            model = finetune_model(config, label_width(data))
+        else:
+            model = build_model(config, size, label_width(data))
     if data.record["gpu"]["jit_compile"] != "auto":  # "auto" is compile's default, resolved there
         model.jit_compile = data.record["gpu"]["jit_compile"]
     if initial_epoch > 0 and not restore_seed_generator_states(model, state.get("seed_generators")):
@@ -314,6 +325,8 @@ def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, 
     if config.lr_schedule != "constant":
         callbacks.append(LearningRateSchedule(config.lr_schedule, config.learning_rate, config.epochs,
                                               steps_per_epoch))
+    if config.start_from is not None:
+        callbacks.append(OpenEncoder(config.frozen_epochs, log))
     callbacks.append(StopOnDivergence(run.path, state))
     if config.tensorboard is not None and tensorboard:
         callbacks += [LogLearningRate(), keras.callbacks.TensorBoard(log_dir=str(config.tensorboard))]
@@ -321,6 +334,8 @@ def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, 
     # losses of the unnormalised outputs are not comparable with the model that is kept.
     callbacks.append(RunDirCallback(run, state, state["monitor"], n_images, data.baseline, log,
                                     total_epochs=config.epochs, restart_best_at=warmup + 1 if warmup else None))
+    if config.patience:
+        callbacks.append(StopWhenStale(state, config.patience, log))
     return callbacks
 
 
@@ -332,6 +347,11 @@ def _log_start(config: FitConfig, data: TrainingData, model: keras.Model, size: 
         f"{len(data.train_rows)} train, {len(data.val_rows)} validation, split seed {config.seed})")
     if config.recipe is not None:
         log(f"recipe: {config.recipe}")
+    if config.start_from is not None:
+        start = data.record["start"]
+        log(f"fine-tuning {start['source']} (sha256 {start['sha256'][:12]}): a new head for "
+            f"{len(data.record['data']['labels']['columns'])} column(s); the encoder frozen for "
+            f"{config.frozen_epochs} epoch(s), then learning at {config.layer_decay:g}^depth of the head's rate")
     log(f"model: {config.model} ({model.count_params():,} parameters, head {config.head}, loss {config.loss})")
     if data.baseline is not None:
         log(f"validation RMSE of predicting the training mean: {data.baseline:.5f}")
@@ -355,10 +375,16 @@ def input_size(config: FitConfig, stored: int) -> int:
     return int(config.input_size)
 
 
-def build_model(config: FitConfig, size: int) -> keras.Model:
-    """A new compiled model for `config` and square images of `size`."""
+def label_width(data: TrainingData) -> int:
+    """The model's outputs: one per label column of the training file."""
+    labels = data.record["data"].get("labels")
+    return N_CLASSES if labels is None else len(labels["columns"])
+
+
+def build_model(config: FitConfig, size: int, outputs: int = N_CLASSES) -> keras.Model:
+    """A new compiled model for `config`, square images of `size` and `outputs` label columns."""
     try:
-        model = create_model(config.model, (size, size, 3), head=config.head)
+        model = create_model(config.model, (size, size, 3), head=config.head, outputs=outputs)
     except InputShapeError as exc:
         raise InputError(config.data, str(exc)) from None
     compile_model(model, config.loss, config.learning_rate, config.weight_decay)

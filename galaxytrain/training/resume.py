@@ -54,6 +54,11 @@ def record_differences(old: dict, new: dict) -> list[str]:
         out.append(f"image size: {old_data.get('image_size')} -> {new_data['image_size']}")
     elif any(_comparable(key, old_data.get(key)) != _comparable(key, new_data[key]) for key in DATA_KEYS):
         out.append(f"the data file holds other images ({old_data.get('path')} -> {new_data['path']})")
+    elif "labels" in old_data and old_data["labels"] != new_data.get("labels"):  # recorded since 2026-12
+        out.append(f"the data file has other label columns ({old_data.get('path')} -> {new_data['path']})")
+    old_start, new_start = old.get("start", {}), new.get("start", {})
+    if old_start.get("sha256") != new_start.get("sha256"):
+        out.append(f"the model fine-tuned from: {old_start.get('source')} -> {new_start.get('source')} (other weights)")
     return out
 
 

@@ -12,14 +12,59 @@ import numpy as np
 from ..choices import KERAS_LOSSES, LR_SCHEDULES, Loss, LrSchedule
 
 
-def compile_model(model: keras.Model, loss: Loss, learning_rate: float, weight_decay: float = 0.0) -> None:
-    """Adam (AdamW with weight decay), the chosen loss, and an RMSE metric (the Kaggle score)."""
-    if weight_decay > 0:
+def compile_model(model: keras.Model, loss: Loss, learning_rate: float, weight_decay: float = 0.0,
+                  scales: dict[str, float] | None = None) -> None:
+    """Adam (AdamW with weight decay), the chosen loss, and an RMSE metric (the Kaggle score).
+
+    `scales` (fine-tuning): a learning-rate factor per variable path, for
+    the encoder's variables; they learn only while the optimizer's gate is
+    open (`LayerwiseAdam`).
+    """
+    if scales is not None:
+        optimizer = LayerwiseAdam(scales=scales, learning_rate=learning_rate)
+    elif weight_decay > 0:
         optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
     else:
         optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
     model.compile(optimizer=optimizer, loss=KERAS_LOSSES[loss],
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+
+
+@keras.saving.register_keras_serializable(package="galaxytrain")
+class LayerwiseAdam(keras.optimizers.Adam):
+    """Adam with a learning-rate factor per variable, and a gate that freezes the scaled ones.
+
+    Fine-tuning (as zoobot does it): the new head learns at the full rate;
+    each encoder variable at ``scales[path]`` of it (smaller the further from
+    the head, layer-wise decay), and only while ``encoder_gate`` is 1. The
+    gate is a variable of the optimizer, set at each epoch's start from the
+    epoch number alone (`OpenEncoder`), so it is saved with the optimizer and
+    a resumed run continues exactly. Adam's step is proportional to the
+    learning rate, so a factor scales the step itself. Variables not in
+    `scales` (the head) learn at the full rate, ungated.
+    """
+
+    def __init__(self, scales: dict[str, float] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.scales = {str(k): float(v) for k, v in (scales or {}).items()}
+        self._factors: list[float | None] = []
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self.encoder_gate = self.add_variable((), initializer="zeros", dtype="float32", name="encoder_gate")
+        self._factors = [self.scales.get(v.path) for v in var_list]
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self._factors[self._get_variable_index(variable)]
+        if factor is None:
+            return super().update_step(gradient, variable, learning_rate)
+        gate = keras.ops.cast(self.encoder_gate, "float32")
+        return super().update_step(gradient, variable, keras.ops.cast(learning_rate, "float32") * gate * factor)
+
+    def get_config(self):
+        return {**super().get_config(), "scales": dict(self.scales)}
 
 
 def scheduled_learning_rate(schedule: LrSchedule, base: float, progress: float) -> float:
