@@ -56,6 +56,23 @@ def test_a_file_of_own_columns_records_them_and_their_kinds(own):
         assert "2 own columns: smooth (fraction), has_bar (0/1)" in f.info.label_schema.describe()
 
 
+def test_a_cluster_build_and_info_keep_the_columns(own, tmp_path):
+    from typer.testing import CliRunner
+
+    from galaxyprep.cli import app as prep_app
+
+    syn, table, data, *_ = own
+    root = data.parent
+    out = tmp_path / "virtual.h5"
+    galaxyprep.build(syn.train_images, out, root / "own.csv", crop=CROP, size=SIZE, scheduler="local", workers=2,
+                     shard_images=40)
+    with GalaxyFile(out) as v, GalaxyFile(data) as plain:
+        assert v.is_virtual and v.label_schema == plain.label_schema
+        np.testing.assert_array_equal(v.labels(), plain.labels())
+    shown = CliRunner().invoke(prep_app, ["info", str(out)])
+    assert shown.exit_code == 0 and "label columns: 2 own columns: smooth (fraction), has_bar (0/1)" in shown.output
+
+
 def test_fit_score_and_predict_carry_the_files_columns(own, tmp_path):
     syn, table, data, kaggle_file, start, root = own
     run = tmp_path / "run"
@@ -174,3 +191,19 @@ def test_finetune_refuses_what_it_cannot_do(own, tmp_path):
     with pytest.raises(InputError, match="the model fine-tuned from"):
         galaxytrain.finetune(data, tmp_path / "f", start=other_start, epochs=3, frozen_epochs=1, batch_size=16,
                              log=lambda s: None)
+
+
+def test_galaxies_chosen_by_the_split_hash_get_a_note_not_a_silent_empty_validation(tmp_path):
+    from galaxyprep import unit_hash, write_galaxy_file
+
+    candidates = np.arange(500000, 502000, dtype=np.int64)
+    ids = candidates[unit_hash(candidates, 0) >= 0.1][:120]  # another run's training side, seed 0
+    rng = np.random.default_rng(0)
+    data = write_galaxy_file(tmp_path / "side.h5", rng.integers(0, 256, (120, 24, 24, 3), dtype=np.uint8), ids,
+                             rng.random((120, 2)).astype(np.float32), columns=("a", "b"))
+    lines: list[str] = []
+    galaxytrain.fit(data, tmp_path / "run", model="galaxy_cnn", epochs=1, batch_size=32, log=lines.append)
+    assert any("none of the 120 galaxies fell on the validation side" in line for line in lines)
+    lines.clear()
+    galaxytrain.fit(data, tmp_path / "run1", model="galaxy_cnn", epochs=1, batch_size=32, seed=1, log=lines.append)
+    assert not any("fell on the validation side" in line for line in lines)

@@ -162,6 +162,8 @@ def export_run(run: str | Path, folder: str | Path, *, summary: str, evaluation:
     shipped_record = {"config": config, "data": data, "split": record.get("split", {}), "model": record.get("model"),
                       "gpu": record.get("gpu"), "versions": record.get("versions"),
                       "baseline_val_rmse_mean_predictor": record.get("baseline_val_rmse_mean_predictor")}
+    if record.get("start"):  # a fine-tuned run: what it started from (and so its test-time views)
+        shipped_record["start"] = {k: v for k, v in record["start"].items() if k != "weights"}
     history = state.get("history", [])
     training = {"epochs": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
                 "minutes": round(sum(float(h.get("epoch_time_s") or 0) for h in history) / 60, 1)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -30,6 +30,8 @@ class TrainingData:
     train_rows: np.ndarray
     val_rows: np.ndarray
     baseline: float | None  # validation RMSE of predicting the training mean
+    train_mean: np.ndarray | None = None  # (K,) the training rows' mean label: where a new head starts
+    notes: list[str] = field(default_factory=list)  # what the log should say about the data
 
 
 def prepare_data(config: FitConfig, f: GalaxyFile) -> TrainingData:
@@ -46,6 +48,14 @@ def prepare_data(config: FitConfig, f: GalaxyFile) -> TrainingData:
         raise InputError(config.data, f"no training images left after holding out {len(val_rows)} for "
                                       "validation; use more images or a smaller --val-fraction")
     baseline = mean_predictor_rmse(labels, train_rows, val_rows)
+    notes = []
+    if config.val_fraction > 0 and len(val_rows) == 0 and n * config.val_fraction >= 10:
+        # The split hashes GalaxyIDs: galaxies chosen by the same hash (e.g. all from the training side of
+        # another run with this seed) never reach the validation side.
+        notes.append(f"note: none of the {n} galaxies fell on the validation side of --val-fraction "
+                     f"{config.val_fraction:g} with --seed {config.seed} (about {n * config.val_fraction:.0f} "
+                     "expected): were they chosen by the same GalaxyID hash, as another run's training side? "
+                     "Without validation the epoch of lowest training loss is kept; another --seed splits them")
     record = {
         "config": config.to_dict(),
         "data": data,
@@ -55,7 +65,7 @@ def prepare_data(config: FitConfig, f: GalaxyFile) -> TrainingData:
         "baseline_val_rmse_mean_predictor": baseline,
         "versions": _versions(),
     }
-    return TrainingData(record, train_rows, val_rows, baseline)
+    return TrainingData(record, train_rows, val_rows, baseline, labels[train_rows].mean(axis=0), notes)
 
 
 def describe_data(f: GalaxyFile, limit: int | None = None, need_labels: bool = True) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from galaxyprep import GalaxyFile, InputError, data_recipe
 
@@ -83,15 +84,21 @@ def check_start_data(config: FitConfig, f: GalaxyFile, record: dict) -> None:
                        "columns": list(trained.label_schema.columns)}
 
 
-def finetune_model(config: FitConfig, outputs: int) -> keras.Model:
-    """The start model's encoder under a new sigmoid head of `outputs` columns, compiled with layer-wise rates.
+def finetune_model(config: FitConfig, label_mean: np.ndarray) -> keras.Model:
+    """The start model's encoder under a new sigmoid head for the file's columns, compiled with layer-wise rates.
 
-    Built in the current precision policy, so that it trains as a new model would.
+    The head's biases start at the logit of the training labels' mean
+    (`label_mean`), so that the first frozen epochs fit the features, not
+    the columns' averages. Built in the current precision policy, so that
+    it trains as a new model would.
     """
     trained = start_model(config.start_from)
     base = trained.fresh_model(keras.mixed_precision.global_policy().name)
     features = head_input(base)
-    model = keras.Model(base.inputs, output_head(features, "sigmoid", outputs), name=base.name)
+    model = keras.Model(base.inputs, output_head(features, "sigmoid", len(label_mean)), name=base.name)
+    head = model.get_layer("predictions")
+    p = np.clip(np.asarray(label_mean, dtype=np.float64), 1e-3, 1 - 1e-3)
+    head.bias.assign(np.log(p / (1 - p)).astype("float32"))
     compile_model(model, config.loss, config.learning_rate, scales=encoder_scales(model, config.layer_decay))
     return model
 

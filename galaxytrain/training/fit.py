@@ -275,7 +275,7 @@ def _start_model(config: FitConfig, size: int, state: dict, last: Path, data: Tr
         if initial_epoch > 0:
             model = load_model(last)
         elif config.start_from is not None:
-            model = finetune_model(config, label_width(data))
+            model = finetune_model(config, data.train_mean)
         else:
             model = build_model(config, size, label_width(data))
     if data.record["gpu"]["jit_compile"] != "auto":  # "auto" is compile's default, resolved there
@@ -355,6 +355,8 @@ def _log_start(config: FitConfig, data: TrainingData, model: keras.Model, size: 
     log(f"model: {config.model} ({model.count_params():,} parameters, head {config.head}, loss {config.loss})")
     if data.baseline is not None:
         log(f"validation RMSE of predicting the training mean: {data.baseline:.5f}")
+    for note in data.notes:
+        log(note)
     if initial_epoch > 0:
         log(f"resuming {run.path} at epoch {initial_epoch + 1}/{config.epochs} "
             f"({initial_epoch} epoch{'s' if initial_epoch != 1 else ''} done)")
