@@ -131,6 +131,8 @@ def fit(
         "lr_schedule", "cosine: to 0 at the last epoch; step: x0.1 at half, x0.01 at three quarters.")),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help=_d(
         "weight_decay", "AdamW's decoupled weight decay (0: Adam).")),
+    patience: Optional[int] = typer.Option(None, "--patience", help=_d(
+        "patience", "Stop after this many epochs without a better validation loss (the best epoch is kept).")),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images (quick tries)."),
     gpu_memory_limit: Optional[str] = typer.Option(
         None, "--gpu-memory-limit", metavar="SIZE",
@@ -182,7 +184,7 @@ def fit(
             gpu_memory_limit=gpu_memory_limit, memory_growth=memory_growth, mixed_precision=mixed_precision,
             jit_compile=jit_compile, head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
             allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy,
-            join_timeout=join_timeout)
+            join_timeout=join_timeout, patience=patience)
         result = fit_run(config, log=_echo)
         if result.best_epoch is not None:
             what = (f"val RMSE {result.best_val_rmse:.5f}" if result.best_val_rmse is not None

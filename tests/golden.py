@@ -21,6 +21,12 @@ adding the predictions themselves; the fits are pinned to float32 without
 XLA, which the code now otherwise picks by the hardware. The histories and
 reports were bit-identical to the recording from the Intel machine with AMX.
 
+A fifth time (2026-12-06, evening), when the file began recording the kind
+of each label column (a ``kinds`` attribute on ``labels``, for a user's own
+columns): only the two build hashes moved; the pixels, ids and labels are
+identical to the previous code's (compared dataset by dataset), and every
+fit, prediction and score is unchanged.
+
 What holds where (`compare`). Training is bit-identical between two runs on
 one CPU, so on the machine that recorded (same CPU model and flags, same
 TensorFlow) every number is compared exactly. Everywhere, the builds' bytes,
