@@ -207,3 +207,33 @@ def test_galaxies_chosen_by_the_split_hash_get_a_note_not_a_silent_empty_validat
     lines.clear()
     galaxytrain.fit(data, tmp_path / "run1", model="galaxy_cnn", epochs=1, batch_size=32, seed=1, log=lines.append)
     assert not any("fell on the validation side" in line for line in lines)
+
+
+def test_the_shell_finetunes_and_a_run_stops_when_stale(own, tmp_path):
+    from typer.testing import CliRunner
+
+    from galaxytrain.cli import app
+    from galaxytrain.training.callbacks import is_stale
+
+    syn, table, data, kaggle_file, start, root = own
+    out = tmp_path / "shell"
+    args = ["finetune", "--from", str(start), "--data", str(data), "--out", str(out), "--epochs", "2",
+            "--frozen-epochs", "1", "--batch-size", "16", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "fine-tuning" in result.output and "done: 2 epochs" in result.output
+    again = CliRunner().invoke(app, args)  # finished: nothing to do, and no error
+    assert again.exit_code == 0 and "nothing to do" in again.output
+    neither = CliRunner().invoke(app, ["finetune", "--data", str(data), "--out", str(tmp_path / "x")])
+    assert neither.exit_code == 1 and "give one model to start from" in neither.output
+
+    assert is_stale({"epochs_done": 5, "best_epoch": 2}, 3)
+    assert not is_stale({"epochs_done": 5, "best_epoch": 2}, 4)
+    assert not is_stale({"epochs_done": 5, "best_epoch": 2}, None)
+    lines: list[str] = []
+    result = galaxytrain.fit(data, tmp_path / "stale", model="galaxy_cnn", epochs=6, batch_size=16, patience=1,
+                             learning_rate=1e-6, log=lines.append)  # a rate too small to improve for long
+    history = [row["val_loss"] for row in result.history]
+    stops = [i for i in range(1, len(history)) if history[i] >= min(history[:i])]
+    assert result.epochs_done == (stops[0] + 1 if stops else 6)
+    assert (result.epochs_done < 6) == any(line.startswith("stopped: no better validation loss") for line in lines)

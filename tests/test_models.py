@@ -73,13 +73,16 @@ def test_registry_lists_vgg6_and_rejects_unknown_names():
 
 def test_register_model_adds_a_family_and_refuses_a_second_builder_for_a_name():
     @register_model("_test_tiny")
-    def build(input_shape, head="sigmoid"):
+    def build(input_shape, head="sigmoid", outputs=37):
         inputs = keras.Input(shape=input_shape)
-        return keras.Model(inputs, output_head(keras.layers.GlobalAveragePooling2D()(inputs), head))
+        return keras.Model(inputs, output_head(keras.layers.GlobalAveragePooling2D()(inputs), head, outputs))
 
     try:
         assert "_test_tiny" in available_models()
         assert create_model("_test_tiny", (8, 8, 3)).output_shape == (None, 37)
+        assert create_model("_test_tiny", (8, 8, 3), outputs=5).output_shape == (None, 5)  # a file's own columns
+        with pytest.raises(ValueError, match="the tree head gives the 37 Kaggle columns, not 5"):
+            create_model("_test_tiny", (8, 8, 3), head="tree", outputs=5)
         with pytest.raises(ValueError, match="already registered"):
             register_model("_test_tiny")(lambda input_shape, head="sigmoid": None)
     finally:
