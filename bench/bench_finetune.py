@@ -22,7 +22,7 @@ validation split, schedule); each is scored on the holdout's Q7.
 
 Every stage reuses what an earlier one left (runs resume), so an
 interrupted bench goes on where it stopped. Prints the tables; `report`
-writes bench/out/finetune.json and bench/out/finetune_curve.png.
+writes bench/out/finetune.json and bench/plots/finetune_curve.png.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ from _common import OUT, REPO, SHARED_GZ, machine  # noqa: E402
 from galaxyprep import HOLDOUT_FRACTION, HOLDOUT_SEED, in_holdout, unit_hash  # noqa: E402
 
 Q7 = ["Class7.1", "Class7.2", "Class7.3"]
+#: The curve's plot, kept with the code (bench/RESULTS.md shows it).
+PLOT = REPO / "bench" / "plots" / "finetune_curve.png"
 SIZES = (100, 300, 1000)
 #: The options both sides of the curve share: the only difference is where the weights start.
 SHARED = ["--epochs", "40", "--patience", "10", "--val-fraction", "0.2", "--batch-size", "32"]
@@ -191,7 +193,7 @@ def report(work: Path, bar: dict | None, curve: dict | None, files: dict) -> Non
             print(f"  {n:>7} {f:>10.5f} {s:>10.5f} {row['mean_predictor']:>10.5f} {1 - f / s:>+8.1%}   "
                   f"({row['finetune']['epochs']} / {row['scratch']['epochs']} epochs, "
                   f"{row['finetune']['cpu_s'] / 60:.1f} / {row['scratch']['cpu_s'] / 60:.1f} min)")
-        _plot(curve, OUT / "finetune_curve.png")
+        _plot(curve, PLOT)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "finetune.json").write_text(json.dumps(result, indent=2))
     print(machine())

@@ -24,18 +24,26 @@ if TYPE_CHECKING:
     from .training import FitResult
 
 
-def fit(data: str | Path, out: str | Path, recipe: str | None = None, *, log: Callable[[str], None] = print,
-        **options) -> "FitResult":
+def fit(data: str | Path, out: str | Path, recipe: str | None = None, *, seeds: Sequence[int] | None = None,
+        log: Callable[[str], None] = print, **options) -> "FitResult | list[FitResult]":
     """Train (or resume) a run, as ``galaxytrain fit``: `options` are FitConfig's fields (epochs=, model=, ...).
 
     Rerunning the same call resumes the run from its last completed epoch.
+    `seeds`: one run per seed in the ensemble folder `out` (``--seeds``),
+    a list of results; predict and score take the folder as one model.
     """
     _tensorflow()
     from .recipes import resolve_fit_config
     from .training import fit as fit_run
+    from .training import fit_ensemble
 
     options.setdefault("progress", False)  # a notebook gets one line per epoch, not a terminal bar
-    return fit_run(resolve_fit_config(recipe, data, out, **options), log=log)
+    config = resolve_fit_config(recipe, data, out, **options)
+    if seeds is not None:
+        if "seed" in options:
+            raise TypeError("give seed= or seeds=, not both")
+        return fit_ensemble(config, list(seeds), log=log)
+    return fit_run(config, log=log)
 
 
 def finetune(data: str | Path, out: str | Path, pretrained: str | None = "best", *, start: str | Path | None = None,

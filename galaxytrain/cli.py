@@ -109,6 +109,10 @@ def fit(
                                                  help=_d("val_fraction", "Fraction held out for validation (0: none).")),
     seed: Optional[int] = typer.Option(None, "--seed", help=_d("seed", "Seed of the split, the shuffle and the "
                                                                        "weights.")),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", metavar="S,S,...",
+        help="Train one run per seed (e.g. 0,1,2) into --out as an ensemble folder; score and predict take the "
+             "folder and average its runs. Rerunning resumes the member that was interrupted."),
     augment: Optional[Augment] = typer.Option(None, "--augment", help=_d(
         "augment", "dihedral: random 90-degree turns and flips; rotate: any angle, zoom, shift, flip.")),
     input_size: Optional[int] = typer.Option(None, "--input-size", help=_d(
@@ -185,17 +189,40 @@ def fit(
             jit_compile=jit_compile, head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
             allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy,
             join_timeout=join_timeout, patience=patience)
+        if seeds is not None:
+            from .training import fit_ensemble
+
+            if seed is not None:
+                raise InputError("--seed/--seeds", "give one seed, or an ensemble's seeds, not both")
+            for result in fit_ensemble(config, _parse_seeds(seeds), log=_echo):
+                _say_done(result)
+            _echo(f"ensemble: {out} (score and predict take it with --run {out})")
+            return
         result = fit_run(config, log=_echo)
-        if result.best_epoch is not None:
-            what = (f"val RMSE {result.best_val_rmse:.5f}" if result.best_val_rmse is not None
-                    else "lowest training loss")
-            base = ("" if result.baseline_val_rmse is None
-                    else f" (mean predictor {result.baseline_val_rmse:.5f})")
-            _echo(f"done: {result.epochs_done} epochs in {result.run_dir}; best epoch {result.best_epoch}, {what}{base}")
+        _say_done(result)
         if result.weights_fingerprint is not None:  # the last line: workers of one run print the same
             _echo(f"final weights fingerprint: {result.weights_fingerprint}")
 
     _run(action, _FIT_INTERRUPTED)
+
+
+def _say_done(result) -> None:
+    """The last line of a fit: where the run is and its best epoch."""
+    if result.best_epoch is not None:
+        what = f"val RMSE {result.best_val_rmse:.5f}" if result.best_val_rmse is not None else "lowest training loss"
+        base = "" if result.baseline_val_rmse is None else f" (mean predictor {result.baseline_val_rmse:.5f})"
+        _echo(f"done: {result.epochs_done} epochs in {result.run_dir}; best epoch {result.best_epoch}, {what}{base}")
+
+
+def _parse_seeds(text: str) -> list[int]:
+    """--seeds 0,1,2 (or "0 1 2")."""
+    try:
+        seeds = [int(part) for part in text.replace(",", " ").split()]
+    except ValueError:
+        raise InputError("--seeds", f"expected seeds as 0,1,2; got {text!r}") from None
+    if not seeds:
+        raise InputError("--seeds", "give at least one seed, e.g. 0,1,2")
+    return seeds
 
 
 def _f(name: str, text: str) -> str:
@@ -246,12 +273,7 @@ def finetune(
             layer_decay=layer_decay, learning_rate=learning_rate, lr_schedule=lr_schedule, patience=patience,
             val_fraction=val_fraction, batch_size=batch_size, loss=loss, augment=augment, seed=seed,
             mixed_precision=mixed_precision, progress=progress, overwrite=overwrite)
-        result = fit_run(config, log=_echo)
-        if result.best_epoch is not None:
-            what = (f"val RMSE {result.best_val_rmse:.5f}" if result.best_val_rmse is not None
-                    else "lowest training loss")
-            base = "" if result.baseline_val_rmse is None else f" (mean predictor {result.baseline_val_rmse:.5f})"
-            _echo(f"done: {result.epochs_done} epochs in {result.run_dir}; best epoch {result.best_epoch}, {what}{base}")
+        _say_done(fit_run(config, log=_echo))
 
     _run(action, _FIT_INTERRUPTED)
 
@@ -265,7 +287,8 @@ def _start(pretrained: Optional[str], start: Optional[Path]):
     return PREFIX + pretrained if pretrained is not None else start
 
 
-_RUN_HELP = "Run directory (or a .keras file); repeat it to average several (an ensemble)."
+_RUN_HELP = ("Run directory, ensemble folder (fit --seeds) or .keras file; repeat it to average several (an "
+             "ensemble).")
 _PRETRAINED_HELP = "Or a model shipped with galaxytrain, by name (galaxytrain models): no training needed."
 _PROGRESS_HELP = "A live count of the galaxies predicted, on stderr."
 

@@ -20,6 +20,7 @@ from ..data import Normalization
 from ..models import load_model_for_prediction
 from ..models.pretrained import PREFIX, ShippedModel, shipped_model, shipped_models
 from ..recipes import RECIPES
+from ..ensemble import read_members
 from ..run_dir import RunDir
 
 
@@ -135,6 +136,9 @@ def load(source: ModelSource, which: str = "best", lazy: bool = False) -> Traine
     if isinstance(source, TrainedModel):
         return source
     shipped = _shipped_name(source)
+    if shipped is None and Path(source).is_dir() and read_members(source) is not None:
+        raise InputError(source, f"is an ensemble of {len(read_members(source))} runs: predict or score it whole "
+                                 f"(galaxytrain.predict, --run {source}), or load one of its member folders")
     trained = describe_shipped(shipped_model(shipped)) if shipped is not None else describe_run(source, which)
     if not lazy:
         trained.model  # noqa: B018 - load and verify now
@@ -220,7 +224,7 @@ def protected_paths(sources: Sequence[ModelSource], data: str | Path | None) -> 
     it reads.
     """
     out: list[tuple[str, Path]] = []
-    for trained in (load(source, lazy=True) for source in sources):
+    for trained in as_sources(sources):
         if trained.source.startswith(PREFIX):
             out += [("--pretrained", path) for path in trained.model_path.parent.iterdir()]
         else:
@@ -240,7 +244,15 @@ def as_sources(sources: ModelSource | Sequence[ModelSource]) -> list[TrainedMode
     found = [sources] if isinstance(sources, (str, Path, TrainedModel)) else list(sources)
     if not found:
         raise InputError("--run", "give at least one run directory or --pretrained model")
-    return [load(source, lazy=True) for source in found]
+    return [load(member, lazy=True) for source in found for member in _members(source)]
+
+
+def _members(source: ModelSource) -> list[ModelSource]:
+    """An ensemble folder's member runs (`galaxytrain.ensemble`); any other source as it is."""
+    if isinstance(source, TrainedModel) or (isinstance(source, str) and _shipped_name(source) is not None):
+        return [source]
+    members = read_members(source) if Path(source).is_dir() else None
+    return [source] if members is None else list(members)
 
 
 def check_same_build(trained: TrainedModel, f: GalaxyFile) -> None:

@@ -4,6 +4,6 @@ Nothing outside this package imports it but the CLI and the benches:
 inference and evaluation stand on their own.
 """
 
-from .fit import FitResult, fit
+from .fit import FitResult, fit, fit_ensemble
 
-__all__ = ["FitResult", "fit"]
+__all__ = ["FitResult", "fit", "fit_ensemble"]

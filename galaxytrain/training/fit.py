@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -66,6 +66,27 @@ def fit(config: FitConfig, log: Log = print) -> FitResult:
     with disk_errors(config.out, "the run keeps its last completed epoch: free space and run the same command "
                                  "again"):
         return _fit(config, log)
+
+
+def fit_ensemble(config: FitConfig, seeds: list[int], log: Log = print) -> list[FitResult]:
+    """`config` trained once per seed into the members of an ensemble folder (`galaxytrain.ensemble`) at config.out.
+
+    Each member is an ordinary run, trained in turn: rerunning the same call
+    resumes the member that was interrupted and passes over finished ones.
+    `score` and `predict` given the folder average its members.
+    """
+    from ..ensemble import prepare_ensemble
+
+    config.check()
+    with exclusive_lock(config.out):
+        members = prepare_ensemble(config.out, seeds, config.overwrite)
+        results = []
+        for seed, member in zip(seeds, members):
+            log(f"ensemble {config.out}: member {member.name} (--seed {seed}), {len(results) + 1} of {len(members)}")
+            one = replace(config, out=member, seed=int(seed))
+            one.recipe = config.recipe
+            results.append(fit(one, log))
+        return results
 
 
 def _fit(config: FitConfig, log: Log) -> FitResult:
