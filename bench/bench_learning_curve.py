@@ -135,7 +135,8 @@ def main() -> None:
     for p in points:
         print(f"  1/{p['fraction']}: {p['n_train']:>5} training galaxies -> holdout RMSE {p['holdout_rmse']:.4f} "
               f"({p['minutes']:.0f} min, {p['policy']}; {p['note']})")
-    print(f"  fit: RMSE = {law['a']:.4g} n^-{law['b']:.3f} + {law['c']:.4f} (sd {', '.join(f'{s:.3g}' for s in law['sd'])})"
+    sd = ", ".join(f"{s:.3g}" for s in law["sd"])
+    print(f"  fit: RMSE = {law['a']:.4g} n^-{law['b']:.3f} + {law['c']:.4f} (sd {sd})"
           f"; residuals {', '.join(f'{r:+.4f}' for r in law['residuals'])}")
     print(f"  at {law['at']:,.0f} training galaxies (61,578 given to fit): {law['predicted']:.4f}, 95% interval "
           f"{law['interval'][0]:.4f}-{law['interval'][1]:.4f}; the winner's best single model {WINNER_SINGLE}")

@@ -277,9 +277,7 @@ def _write_file(source: ImageSource, ids: np.ndarray, labels, plan: DecodePlan, 
     chunk, compression = file_layout(config)
     key = build_key(config, ids)
     with GalaxyFileWriter(config.out, config.size, len(ids), None if labels is None else labels.schema, chunk,
-                          compression,
-                          build_key=key, resume=config.resume,
-                          direct_io=config.direct_io) as writer:
+                          compression, build_key=key, resume=config.resume, direct_io=config.direct_io) as writer:
         if writer.discarded:
             say(writer.discarded)
         # a resumed partial file carries how many ids it had consumed and what was bad among them
@@ -368,7 +366,8 @@ def _run_batches(source: ImageSource, ids: np.ndarray, start: int, plan: DecodeP
             kept = batch[ok]
             y = None
             if labels is not None:
-                y = np.stack([labels.values[int(g)] for g in kept]) if len(kept) else np.empty((0, labels.schema.width), np.float32)
+                y = (np.stack([labels.values[int(g)] for g in kept]) if len(kept)
+                     else np.empty((0, labels.schema.width), np.float32))
             writer.append(out.reshape(len(kept), size, size, 3), kept, y, sm)
             del out, sm
             consumed = min(start + (k + 1) * bsz, len(ids))

@@ -322,7 +322,7 @@ def score(
                                                               "score report."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help=_PROGRESS_HELP, show_default=True),
 ) -> None:
-    """Score a trained model: RMSE, per-question accuracy, ROC AUC, leaderboard place."""
+    """Score a trained model: RMSE, per-question accuracy, ROC AUC, leaderboard place (own columns: per column)."""
 
     def action() -> None:
         from .inference import score_run

@@ -174,6 +174,8 @@ def test_finetune_refuses_what_it_cannot_do(own, tmp_path):
     with pytest.raises(InputError, match=r"was built with --crop 120 --size 24; .* trained on --crop 100 --size 24: "
                                          r"build its file with `galaxyprep build --crop 100 --size 24"):
         galaxytrain.finetune(other, tmp_path / "a", start=start, epochs=6, log=lambda s: None)
+    last = resolve_finetune_config(start / "last.keras", data, tmp_path / "b")
+    assert last.start_from == str((start / "last.keras").resolve())  # that file, not the folder's best.keras
     with pytest.raises(InputError, match="--input-size"):
         resolve_finetune_config(start, data, tmp_path / "b", input_size=16)
     with pytest.raises(InputError, match="--frozen-epochs"):

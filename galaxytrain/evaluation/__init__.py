@@ -7,5 +7,6 @@ from .pictures import gallery_rows, per_galaxy_rmse, write_gallery, write_questi
 from .report import build_columns_report, build_report, format_columns_report, format_report, write_report
 
 __all__ = ["build_columns_report", "build_report", "format_columns_report", "format_report", "gallery_rows",
-           "leaderboard_place", "most_common_answer_accuracy", "per_galaxy_rmse", "question_accuracy", "rmse", "rmse_mean_predictor", "roc_auc_binarized",
-           "write_gallery", "write_question_accuracy_chart", "write_report"]
+           "leaderboard_place", "most_common_answer_accuracy", "per_galaxy_rmse", "question_accuracy", "rmse",
+           "rmse_mean_predictor", "roc_auc_binarized", "write_gallery", "write_question_accuracy_chart",
+           "write_report"]

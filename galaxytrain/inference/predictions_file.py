@@ -1,7 +1,8 @@
 """Predictions as HDF5 (`predict --format hdf5`): the one writer and reader of that file.
 
 Beside the Kaggle CSV, what a catalogue needs: GalaxyIDs, the predicted
-columns (Kaggle's 37 vote fractions, or a fine-tuned model's own) with their names, and, with several test-time views, how
+columns (Kaggle's 37 vote fractions, or a fine-tuned model's own) with
+their names, and, with several test-time views, how
 much the answer moved between views (as zoobot saves its predictions).
 """
 

@@ -19,7 +19,7 @@ from .trained import ModelSource, as_sources, protected_paths
 
 def write_submission(path: str | Path, ids: np.ndarray, preds: np.ndarray,
                      columns: tuple[str, ...] = CLASS_NAMES) -> Path:
-    """Kaggle's format: header GalaxyID,Class1.1,...,Class11.6 (or a model's own `columns`); values clipped to [0, 1]."""
+    """Kaggle's format: header GalaxyID,Class1.1,...,Class11.6 (or a model's own `columns`), values in [0, 1]."""
     path = Path(path)
     preds = np.clip(np.asarray(preds, dtype=np.float64), 0.0, 1.0)
     if preds.shape != (len(ids), len(columns)):

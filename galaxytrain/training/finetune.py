@@ -55,7 +55,8 @@ def resolve_finetune_config(start: str | Path, data: str | Path, out: str | Path
     values = {k: recorded[k] for k in _KEPT if k in recorded}
     values.update(FINETUNE_DEFAULTS, head="sigmoid")
     values.update(given)
-    source = trained.source if trained.source.startswith(PREFIX) else str(Path(trained.source).resolve())
+    # a run folder (its best.keras) or the .keras file given: the record names exactly the weights started from
+    source = trained.source if trained.source.startswith(PREFIX) else str(Path(start).resolve())
     return FitConfig(data=data, out=out, start_from=source, **values)
 
 
