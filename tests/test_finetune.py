@@ -113,7 +113,7 @@ def test_fit_score_and_predict_carry_the_files_columns(own, tmp_path):
         galaxytrain.predict([run, start], data)
 
 
-def test_finetune_freezes_the_encoder_then_opens_it_at_layer_wise_rates(own, tmp_path):
+def test_finetune_freezes_the_encoder_then_opens_it_at_layer_wise_rates(own, tmp_path, monkeypatch):
     syn, table, data, kaggle_file, start, root = own
     out = tmp_path / "ft"
     lines: list[str] = []
@@ -140,18 +140,17 @@ def test_finetune_freezes_the_encoder_then_opens_it_at_layer_wise_rates(own, tmp
     first = tmp_path / "one"
     from galaxytrain.training.callbacks import RunDirCallback
 
+    original = RunDirCallback.on_epoch_end
+
     def stop_after_first(self, epoch, logs=None):
         original(self, epoch, logs)
         raise KeyboardInterrupt
 
-    original = RunDirCallback.on_epoch_end
-    RunDirCallback.on_epoch_end = stop_after_first
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(RunDirCallback, "on_epoch_end", stop_after_first)
         with pytest.raises(KeyboardInterrupt):
             galaxytrain.finetune(data, first, start=start, epochs=3, frozen_epochs=1, layer_decay=0.5,
                                  batch_size=16, log=lambda s: None)
-    finally:
-        RunDirCallback.on_epoch_end = original
     after_one = load_model(first / "last.keras")
     for v in after_one.trainable_weights:
         if v.path in by_path:
@@ -164,6 +163,16 @@ def test_finetune_freezes_the_encoder_then_opens_it_at_layer_wise_rates(own, tmp
 
     report = score_run(out, data, tmp_path / "ft.json", log=lambda s: None)
     assert set(report["per_column"]) == {"smooth", "has_bar"}
+
+
+def test_the_new_head_starts_at_the_columns_mean(own, tmp_path):
+    from galaxytrain.training.finetune import finetune_model
+
+    syn, table, data, kaggle_file, start, root = own
+    config = resolve_finetune_config(start, data, tmp_path / "x")
+    model = finetune_model(config, np.array([0.2, 0.7]))
+    np.testing.assert_allclose(model.get_layer("predictions").bias.numpy(), np.log([0.2 / 0.8, 0.7 / 0.3]), rtol=1e-6)
+    assert model.output_shape == (None, 2) and model.input_shape == (None, 20, 20, 3)
 
 
 def test_finetune_refuses_what_it_cannot_do(own, tmp_path):
