@@ -104,7 +104,7 @@ def plot(points: list[dict], law: dict, path: Path) -> None:
     ax.plot(x, law["a"] * x ** -law["b"] + law["c"], "-",
             label=f"{law['a']:.3g} n^-{law['b']:.2f} + {law['c']:.4f}")
     lo, hi = law["interval"]
-    ax.errorbar([KAGGLE_TRAIN], [law["predicted"]], yerr=[[law["predicted"] - lo], [hi - law["predicted"]]],
+    ax.errorbar([law["at"]], [law["predicted"]], yerr=[[law["predicted"] - lo], [hi - law["predicted"]]],
                 fmt="s", color="C1", capsize=4, label=f"extrapolated to {KAGGLE_TRAIN:,}: {law['predicted']:.4f}")
     ax.axhline(WINNER_SINGLE, color="grey", ls=":", label=f"winner's best single model {WINNER_SINGLE}")
     ax.set_xscale("log")
