@@ -136,10 +136,7 @@ class GalaxyFile:
     @cached_property
     def label_schema(self) -> LabelSchema | None:
         """The label columns and their kinds (None: no labels)."""
-        if not self.has_labels:
-            return None
-        attrs = self._f["labels"].attrs
-        return LabelSchema.from_stored(attrs["columns"], attrs.get("kinds"))
+        return _stored_schema(self._f)
 
     def labels(self, lo: int = 0, hi: int | None = None) -> np.ndarray:
         """float32 (hi - lo, K) labels of rows lo..hi-1 (all rows by default), K = `label_schema.width`."""
@@ -508,14 +505,11 @@ class GalaxyFileWriter:
             self.partial.unlink()
             return False
         try:
-            if f.attrs.get("build_key", "") != self.build_key or ("labels" in f) != (labels is not None):
+            if f.attrs.get("build_key", "") != self.build_key or _stored_schema(f) != labels:
                 f.close()
                 self.partial.unlink()
                 return False
             self._images, self._ids = f["images"], f["ids"]
-            if labels is not None and LabelSchema.from_stored(f["labels"].attrs["columns"],
-                                                              f["labels"].attrs.get("kinds")) != labels:
-                raise ValueError("its label columns differ from this build's")
             self._labels = f["labels"] if labels is not None else None
             self.n = int(f.attrs.get("rows_done", 0))
             self.resume_state = json.loads(f.attrs.get("resume_state", "{}"))
@@ -647,6 +641,14 @@ class GalaxyFileWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if self._f.id.valid:  # not committed: an error or an interrupt
             self.abort(keep=exc_type is not None and issubclass(exc_type, KeyboardInterrupt))
+
+
+def _stored_schema(f: h5py.File) -> LabelSchema | None:
+    """What the ``labels`` attributes of `f` say its columns are (None: no labels); `_write_schema` writes them."""
+    if "labels" not in f:
+        return None
+    attrs = f["labels"].attrs
+    return LabelSchema.from_stored(attrs["columns"], attrs.get("kinds"))
 
 
 def _write_schema(labels: h5py.Dataset, schema: LabelSchema) -> None:

@@ -208,10 +208,11 @@ class Labels:
     schema: LabelSchema = field(default_factory=LabelSchema.kaggle)
 
 
-def _labels(path: Path, values: dict[int, np.ndarray], problems: list[Problem], columns: tuple[str, ...]) -> Labels:
-    """The result of a reader, its columns' kinds taken from the valid rows."""
-    stacked = np.stack(list(values.values())) if values else np.zeros((0, len(columns)))
-    return Labels(path, values, problems, LabelSchema.of_values(columns, stacked))
+def _labels(path: Path, values: dict[int, np.ndarray], problems: list[Problem], schema: LabelSchema) -> Labels:
+    """The result of a reader: the Kaggle tree as it is; one's own columns' kinds taken from the valid rows."""
+    if not schema.is_tree:
+        schema = LabelSchema.of_values(schema.columns, np.stack(list(values.values())))
+    return Labels(path, values, problems, schema)
 
 
 def read_labels(path: str | Path) -> Labels:
@@ -327,7 +328,7 @@ def _read_labels_rows(path: str | Path, text: str | None = None, shown: str | No
         values[gid] = np.clip(vec, 0.0, 1.0).astype(np.float32)
     if not values:
         raise InputError(shown, "no valid label rows")
-    return _labels(path, values, problems, schema.columns)
+    return _labels(path, values, problems, schema)
 
 
 def _csv_rows(reader, shown: str):
@@ -438,7 +439,7 @@ def _read_labels_fast(path: Path, text: str, shown: str) -> Labels:
     problems.sort(key=lambda item: item[0])
     if not values:
         raise InputError(shown, "no valid label rows")
-    return _labels(path, values, [Problem(f"{shown} line {line}", bad) for line, bad in problems], schema.columns)
+    return _labels(path, values, [Problem(f"{shown} line {line}", bad) for line, bad in problems], schema)
 
 
 def _parse_plain(lines: list[bytes], rows: np.ndarray, usecols: list[int], good_lines: list, good_ids: list,

@@ -33,9 +33,12 @@ _TTA_HELP = ("Average over this many views: 1, 2, 4, 8 dihedral; 16, 24, 32: the
              "90 degrees. [default: the run's recipe's (best: 16), else 1]")
 
 
-def _d(name: str, text: str) -> str:
-    """A fit option's help with FitConfig's default appended (a recipe may set another)."""
-    value = _FIT_DEFAULTS[name]
+def _d(name: str, text: str, defaults: dict | None = None) -> str:
+    """A fit option's help with its default appended: `defaults`' (finetune's), else FitConfig's.
+
+    A recipe may set another.
+    """
+    value = defaults[name] if defaults and name in defaults else _FIT_DEFAULTS[name]
     shown = "none" if value is None else value
     return f"{text} [default: {shown}]"
 
@@ -226,9 +229,8 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _f(name: str, text: str) -> str:
-    """A finetune option's help with its default (FINETUNE_DEFAULTS, else FitConfig's) appended."""
-    value = FINETUNE_DEFAULTS.get(name, _FIT_DEFAULTS.get(name))
-    return f"{text} [default: {'none' if value is None else value}]"
+    """A finetune option's help: its default is FINETUNE_DEFAULTS', else FitConfig's."""
+    return _d(name, text, FINETUNE_DEFAULTS)
 
 
 @app.command()

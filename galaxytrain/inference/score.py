@@ -92,16 +92,15 @@ def _score(runs: list[ModelSource], data: Path, report_path: Path, plots_dir: st
         "tta": tta,
         "predictions_clipped": True,
     }
-    if not schema.is_tree:
+    if schema.is_tree:
+        report = build_report(y_true, preds, plots_dir=Path(plots_dir), meta=meta)
+        report["plots"] = [str(p) for p in pictures] + report["plots"]
+        text = format_report(report)
+    else:
         report = build_columns_report(y_true, preds, schema.columns, schema.kinds, meta=meta)
-        write_report(report, report_path)
-        log(format_columns_report(report))
-        log(f"wrote {report_path}")
-        return report
-    report = build_report(y_true, preds, plots_dir=Path(plots_dir), meta=meta)
-    report["plots"] = [str(p) for p in pictures] + report["plots"]
+        text = format_columns_report(report)
     write_report(report, report_path)
-    log(format_report(report))
+    log(text)
     log(f"wrote {report_path}")
     return report
 

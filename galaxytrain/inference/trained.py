@@ -136,8 +136,9 @@ def load(source: ModelSource, which: str = "best", lazy: bool = False) -> Traine
     if isinstance(source, TrainedModel):
         return source
     shipped = _shipped_name(source)
-    if shipped is None and Path(source).is_dir() and read_members(source) is not None:
-        raise InputError(source, f"is an ensemble of {len(read_members(source))} runs: predict or score it whole "
+    members = read_members(source) if shipped is None and Path(source).is_dir() else None
+    if members is not None:
+        raise InputError(source, f"is an ensemble of {len(members)} runs: predict or score it whole "
                                  f"(galaxytrain.predict, --run {source}), or load one of its member folders")
     trained = describe_shipped(shipped_model(shipped)) if shipped is not None else describe_run(source, which)
     if not lazy:

@@ -298,7 +298,7 @@ def _start_model(config: FitConfig, size: int, state: dict, last: Path, data: Tr
         elif config.start_from is not None:
             model = finetune_model(config, data.train_mean)
         else:
-            model = build_model(config, size, label_width(data))
+            model = build_model(config, size, len(data.train_mean))
     if data.record["gpu"]["jit_compile"] != "auto":  # "auto" is compile's default, resolved there
         model.jit_compile = data.record["gpu"]["jit_compile"]
     if initial_epoch > 0 and not restore_seed_generator_states(model, state.get("seed_generators")):
@@ -396,12 +396,6 @@ def input_size(config: FitConfig, stored: int) -> int:
         raise InputError(config.data, f"holds {stored}x{stored} images, smaller than --input-size "
                                       f"{config.input_size}; rebuild it with a larger --size or lower --input-size")
     return int(config.input_size)
-
-
-def label_width(data: TrainingData) -> int:
-    """The model's outputs: one per label column of the training file."""
-    labels = data.record["data"].get("labels")
-    return N_CLASSES if labels is None else len(labels["columns"])
 
 
 def build_model(config: FitConfig, size: int, outputs: int = N_CLASSES) -> keras.Model:
