@@ -140,6 +140,12 @@ def fit(
         "weight_decay", "AdamW's decoupled weight decay (0: Adam).")),
     patience: Optional[int] = typer.Option(None, "--patience", help=_d(
         "patience", "Stop after this many epochs without a better validation loss (the best epoch is kept).")),
+    ema: Optional[float] = typer.Option(None, "--ema", metavar="MOMENTUM", help=_d(
+        "ema", "Weight averaging: validate and keep a moving average of the weights with this momentum per "
+               "step (e.g. 0.995; 0: none).")),
+    colour_noise: Optional[float] = typer.Option(None, "--colour-noise", metavar="SIGMA", help=_d(
+        "colour_noise", "Shift each training view's colours along the training pixels' principal colour axes "
+                        "by N(0, SIGMA) of each axis' spread (Krizhevsky's PCA noise; 0: none).")),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images (quick tries)."),
     gpu_memory_limit: Optional[str] = typer.Option(
         None, "--gpu-memory-limit", metavar="SIZE",
@@ -191,7 +197,7 @@ def fit(
             gpu_memory_limit=gpu_memory_limit, memory_growth=memory_growth, mixed_precision=mixed_precision,
             jit_compile=jit_compile, head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
             allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy,
-            join_timeout=join_timeout, patience=patience)
+            join_timeout=join_timeout, patience=patience, ema=ema, colour_noise=colour_noise)
         if seeds is not None:
             from .training import fit_ensemble
 

@@ -20,7 +20,7 @@ from .choices import AUGMENTS, HEADS, LOSSES, LR_SCHEDULES, STRATEGIES, Augment,
 RESUME_KEYS = ("model", "head", "loss", "learning_rate", "batch_size", "val_fraction", "seed",
                "augment", "limit", "input_size", "max_shift", "max_zoom",
                "tree_warmup_epochs", "lr_schedule", "weight_decay", "strategy", "start_from", "frozen_epochs",
-               "layer_decay")
+               "layer_decay", "ema", "colour_noise")
 
 
 #: What `galaxytrain finetune` sets unless told otherwise, over FitConfig's defaults (stated once: the
@@ -95,6 +95,12 @@ class FitConfig:
     #: Fine-tuning: each layer of the encoder learns at this factor of the rate of the one above it
     #: (the layer under the head at layer_decay, the one under it at its square, ...); 1: all alike.
     layer_decay: float = 1.0
+    #: Weight averaging (Polyak): validate, and keep as best.keras, an exponential moving average of the
+    #: trained weights with this momentum per step; 0: the trained weights themselves.
+    ema: float = 0.0
+    #: Colour noise (Krizhevsky et al. 2012, as Dieleman 2015 used it): each training view's pixels move
+    #: along the principal axes of the training pixels' colours by N(0, colour_noise) of each axis' spread.
+    colour_noise: float = 0.0
     #: multi-worker: seconds a worker waits for every other worker of TF_CONFIG to join before it
     #: gives up with one line (a peer never started, started with another --data, or given the same
     #: index); 0 waits for ever. Not a resume key.
@@ -154,6 +160,11 @@ class FitConfig:
                                          "batches come from tf.data threads (--loader-workers of them)")
         if not 0 <= self.weight_decay < 1:
             bad("--weight-decay", f"must be in [0, 1), got {self.weight_decay}")
+        if not 0 <= self.ema < 1:
+            bad("--ema", f"must be in [0, 1) (a momentum per step, e.g. 0.995; 0: none), got {self.ema}")
+        if not 0 <= self.colour_noise <= 10:
+            bad("--colour-noise", f"must be in [0, 10] (a fraction of each colour axis' spread), got "
+                                  f"{self.colour_noise}")
         if self.patience is not None and self.patience < 1:
             bad("--patience", f"must be at least 1 epoch, got {self.patience}")
         if self.frozen_epochs < 0:

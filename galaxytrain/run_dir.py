@@ -155,20 +155,28 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json_atomic(self.config, record)
 
-    def commit_epoch(self, model, state: dict, improved: bool) -> None:
+    def commit_epoch(self, model, state: dict, improved: bool, best_weights=None) -> None:
         """Save last (and best when improved), then commit `state`, then rename into place.
 
-        A write that fails before the commit (a full disk) removes its
-        temporary models: the run stays at its last completed epoch.
+        `best_weights`: a context manager factory within which the model holds
+        the weights that were validated (a moving average), saved as best;
+        None: best is the last model. A write that fails before the commit (a
+        full disk) removes its temporary models: the run stays at its last
+        completed epoch.
         """
         try:
             model.save(self.last_tmp)
             _fsync(self.last_tmp)
             state["last_sha256"] = sha256_file(self.last_tmp)
-            if improved:
+            if improved and best_weights is None:
                 shutil.copyfile(self.last_tmp, self.best_tmp)
                 _fsync(self.best_tmp)
                 state["best_sha256"] = state["last_sha256"]
+            elif improved:
+                with best_weights(model):
+                    model.save(self.best_tmp)
+                _fsync(self.best_tmp)
+                state["best_sha256"] = sha256_file(self.best_tmp)
             state["format"] = STATE_FORMAT
             state["version"] = STATE_VERSION
             write_json_atomic(self.state, state)

@@ -285,7 +285,8 @@ def test_learning_rate_schedules_and_new_option_checks(tiny, tmp_path):
 
 
 RESUME_OPTIONS = dict(model="galaxy_cnn", head="tree", loss="mse", augment="rotate", input_size=20,
-                      lr_schedule="cosine", tree_warmup_epochs=1, weight_decay=1e-4, epochs=3, batch_size=16)
+                      lr_schedule="cosine", tree_warmup_epochs=1, weight_decay=1e-4, epochs=3, batch_size=16,
+                      ema=0.9, colour_noise=0.2)
 
 
 def _run_killed(tiny, out, monkeypatch, epoch: int, batch: int | None):
@@ -324,6 +325,11 @@ def test_a_killed_and_resumed_run_equals_the_uninterrupted_one_bit_for_bit(tiny,
     b = load_model(tmp_path / "resumed" / "last.keras")
     for x, y in zip(a.get_weights() + [v.numpy() for v in a.optimizer.variables],
                     b.get_weights() + [v.numpy() for v in b.optimizer.variables]):
+        np.testing.assert_array_equal(x, y)
+    assert len(a.optimizer.variables) > 2 * len(a.trainable_weights) + 1  # moments and the weights' average
+    best_a = load_model(tmp_path / "whole" / "best.keras").get_weights()
+    best_b = load_model(tmp_path / "resumed" / "best.keras").get_weights()
+    for x, y in zip(best_a, best_b):
         np.testing.assert_array_equal(x, y)
 
 

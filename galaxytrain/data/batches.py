@@ -98,14 +98,15 @@ class GalaxyBatches(keras.utils.PyDataset):
     std; a `Normalization`: that one; False: the view's uint8 pixels); y is
     float32 (B, 37). Each selected row appears exactly once per epoch; the
     last batch may be short. With ``shuffle=False`` rows come in file order.
-    ``block_images``: see `EpochOrder` (default: a quarter batch, at most one
+    ``colour``: a `ColourNoise` applied to the normalized views (training
+    only). ``block_images``: see `EpochOrder` (default: a quarter batch, at most one
     HDF5 chunk). Other keyword arguments (``workers``,
     ``use_multiprocessing``, ``max_queue_size``) go to Keras' PyDataset.
     """
 
     def __init__(self, data: str | Path | GalaxyFile, rows: np.ndarray | None = None, *, batch_size: int = 64,
                  shuffle: bool = True, seed: int = 0, view=None, normalize: bool | Normalization = True,
-                 labels: bool = True, block_images: int | None = None, **loader):
+                 labels: bool = True, block_images: int | None = None, colour=None, **loader):
         super().__init__(**loader)
         for name, value, low in (("batch_size", batch_size, 1), ("seed", seed, 0)):
             if not _is_int(value) or value < low:
@@ -131,6 +132,9 @@ class GalaxyBatches(keras.utils.PyDataset):
                              f"(the stored size)")
         self.normalization = (Normalization(*f.normalization) if normalize is True else
                               normalize if isinstance(normalize, Normalization) else None)
+        if colour is not None and self.normalization is None:
+            raise ValueError("colour noise acts on normalized images: it needs normalize")
+        self.colour = colour
         self.labels = bool(labels)
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -195,6 +199,8 @@ class GalaxyBatches(keras.utils.PyDataset):
         x = self.view(images, rng)
         if self.normalization is not None:
             x = self.normalization(x)
+        if self.colour is not None:
+            x = self.colour(x, rng)
         return (x, labels) if self.labels else x
 
     def close(self) -> None:

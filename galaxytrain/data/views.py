@@ -214,6 +214,36 @@ class TestTimeViews:
         return views[0] if len(views) == 1 else np.concatenate(views, axis=0)
 
 
+# -- colour -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ColourNoise:
+    """Krizhevsky et al. (2012)'s colour noise, which Dieleman (2015) used on these images.
+
+    Each image of a normalized batch moves as a whole along the principal
+    axes of the training pixels' colours: by ``alpha @ axes.T`` with alpha
+    ~ N(0, sigma) per axis. `axes`' column k is the k-th axis scaled by its
+    standard deviation (`colour_axes`), so sigma is a fraction of each
+    axis' spread. The draws follow the view's on the batch's generator, so
+    the geometry of a batch is the same with and without the noise.
+    """
+
+    axes: np.ndarray
+    sigma: float
+
+    def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        alpha = rng.normal(0.0, self.sigma, (x.shape[0], 3))
+        x += (alpha @ np.asarray(self.axes).T).astype(np.float32)[:, None, None, :]
+        return x
+
+
+def colour_axes(images: np.ndarray, normalization: "Normalization") -> np.ndarray:
+    """(3, 3): the principal axes of the normalized pixels' colours, each times its standard deviation."""
+    pixels = normalization(images).reshape(-1, 3).astype(np.float64)
+    values, vectors = np.linalg.eigh(np.cov(pixels, rowvar=False))
+    return vectors * np.sqrt(np.clip(values, 0.0, None))
+
+
 # -- normalization ---------------------------------------------------------------------------------
 
 class Normalization:

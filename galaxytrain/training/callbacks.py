@@ -17,6 +17,7 @@ from ..models import set_normalize
 from ..run_dir import RunDir
 from .curves import plot_training_curve
 from .rng_state import seed_generator_states
+from .schedule import averaged_weights, is_averaging
 
 Log = Callable[[str], None]
 
@@ -61,7 +62,8 @@ class RunDirCallback(keras.callbacks.Callback):
         if improved:
             state["best_epoch"], state["best_value"] = row["epoch"], value
         state["seed_generators"] = seed_generator_states(self.model)
-        self.run.commit_epoch(self.model, state, improved)
+        self.run.commit_epoch(self.model, state, improved,
+                              best_weights=averaged_weights if is_averaging(self.model) else None)
         plot_training_curve(state["history"], self.run.curve, baseline=self.baseline)
         note = "saved best.keras" if improved else f"best: epoch {state['best_epoch']}"
         metrics = ", ".join(f"{k} {row[k]:.5f}" for k in ("loss", "rmse", "val_loss", "val_rmse") if k in row)
@@ -69,6 +71,23 @@ class RunDirCallback(keras.callbacks.Callback):
         if row["peak_gpu_mib"] is not None:
             speed += f", peak GPU memory {row['peak_gpu_mib']:.0f} MiB"
         self.log(f"epoch {row['epoch']}/{self.total_epochs}: {metrics}; {speed}; {note}")
+
+
+class ValidateAveragedWeights(keras.callbacks.Callback):
+    """Validate the optimizer's moving average of the weights (``--ema``); train the trained ones on."""
+
+    def __init__(self):
+        super().__init__()
+        self._block = None
+
+    def on_test_begin(self, logs=None):
+        self._block = averaged_weights(self.model)
+        self._block.__enter__()
+
+    def on_test_end(self, logs=None):
+        block, self._block = self._block, None
+        if block is not None:
+            block.__exit__(None, None, None)
 
 
 class EnableTreeNormalization(keras.callbacks.Callback):

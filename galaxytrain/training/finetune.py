@@ -100,7 +100,8 @@ def finetune_model(config: FitConfig, label_mean: np.ndarray) -> keras.Model:
     head = model.get_layer("predictions")
     p = np.clip(np.asarray(label_mean, dtype=np.float64), 1e-3, 1 - 1e-3)
     head.bias.assign(np.log(p / (1 - p)).astype("float32"))
-    compile_model(model, config.loss, config.learning_rate, scales=encoder_scales(model, config.layer_decay))
+    compile_model(model, config.loss, config.learning_rate, scales=encoder_scales(model, config.layer_decay),
+                  ema=config.ema)
     return model
 
 

@@ -24,13 +24,13 @@ from galaxyprep import N_CLASSES, GalaxyFile, InputError, disk_errors, exclusive
 
 from ..compute import choose_jit_compile, onednn_enabled, recorded_policy
 from ..config import FitConfig
-from ..data import GalaxyBatches, RotateRanges, training_view
+from ..data import ColourNoise, GalaxyBatches, Normalization, RotateRanges, colour_axes, training_view
 from ..models import InputShapeError, available_models, create_model, load_model
 from ..recipes import check_recipe_data, get_recipe
 from ..run_dir import RunDir
 from . import distribute
 from .callbacks import (EnableTreeNormalization, EpochProgress, LogLearningRate, OpenEncoder, RunDirCallback,
-                        StopOnDivergence, StopWhenStale, is_stale)
+                        StopOnDivergence, StopWhenStale, ValidateAveragedWeights, is_stale)
 from .data_record import DATA_KEYS, TrainingData, prepare_data
 from .finetune import check_start_data, finetune_model
 from .resume import prepare_run_dir
@@ -141,8 +141,8 @@ def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: Tra
         log(f"{run.path} already has {initial_epoch} epochs (asked for {config.epochs}"
             f"{f', or to stop after {config.patience} without progress' if config.patience else ''}): nothing to do")
         return _result(run, state, initial_epoch, data.baseline, distribute.weights_fingerprint(model))
-    run.write_config(data.record)
     train, val = _datasets(config, f, data, size)
+    run.write_config(data.record)  # after the datasets, which note their colour axes in it
     train.set_epoch(initial_epoch)  # a resumed epoch sees the order it would have seen
     state["monitor"] = "val_loss" if val is not None else "loss"
     try:
@@ -231,11 +231,13 @@ def _train_distributed(config: FitConfig, f: GalaxyFile, run: RunDir, state: dic
     if initial_epoch >= config.epochs:
         log(f"{config.out} already has {initial_epoch} epochs (asked for {config.epochs}): nothing to do")
         return _result(run, state, initial_epoch, data.baseline, distribute.weights_fingerprint(model))
+    colour = colour_noise(config, f, data)
     run.write_config(data.record)
     record = distribute.RowRecord(os.environ.get(distribute.RECORD_ROWS_ENV))
     loader = dict(threads=config.loader_workers, prefetch=config.max_queue_size)
     view = training_view(config.augment, size, RotateRanges(max_shift=config.max_shift, max_zoom=config.max_zoom))
-    train = GalaxyBatches(f, data.train_rows, batch_size=global_batch, shuffle=True, seed=config.seed, view=view)
+    train = GalaxyBatches(f, data.train_rows, batch_size=global_batch, shuffle=True, seed=config.seed, view=view,
+                          colour=colour)
 
     def train_share(global_step: int, replica: int):
         epoch, step = divmod(global_step, steps)
@@ -319,12 +321,27 @@ def _datasets(config: FitConfig, f: GalaxyFile, data: TrainingData,
                                  f"{config.loader_workers})", config.loader_workers)
     view = training_view(config.augment, size, RotateRanges(max_shift=config.max_shift, max_zoom=config.max_zoom))
     train = GalaxyBatches(f, data.train_rows, batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                          view=view, **loader)
+                          view=view, colour=colour_noise(config, f, data), **loader)
     if not len(data.val_rows):
         return train, None
     val = GalaxyBatches(f, data.val_rows, batch_size=config.batch_size, shuffle=False, seed=config.seed,
                         view=training_view("none", size), **loader)
     return train, val
+
+
+#: Training images whose pixels give the colour axes of --colour-noise (the first ones in file order).
+COLOUR_SAMPLE = 1024
+
+
+def colour_noise(config: FitConfig, f: GalaxyFile, data: TrainingData) -> ColourNoise | None:
+    """--colour-noise's transform, its axes from the first training images' pixels (noted in the record)."""
+    if not config.colour_noise:
+        return None
+    rows = np.sort(data.train_rows)[:COLOUR_SAMPLE]
+    images = f.images(int(rows[0]), int(rows[-1]) + 1)[rows - rows[0]]
+    axes = colour_axes(images, Normalization(*f.normalization))
+    data.record["colour_axes"] = np.round(axes, 6).tolist()
+    return ColourNoise(axes, float(config.colour_noise))
 
 
 def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, steps_per_epoch: int,
@@ -341,6 +358,8 @@ def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, 
     n_images = len(data.train_rows) if n_images is None else n_images  # per epoch (fewer under a strategy)
     batch_size = config.batch_size if batch_size is None else batch_size
     callbacks: list[keras.callbacks.Callback] = [EpochProgress(n_images, batch_size, config.epochs)] if live else []
+    if config.ema:
+        callbacks.append(ValidateAveragedWeights())
     if warmup:
         callbacks.append(EnableTreeNormalization(at_epoch=warmup))
     if config.lr_schedule != "constant":
@@ -404,7 +423,7 @@ def build_model(config: FitConfig, size: int, outputs: int = N_CLASSES) -> keras
         model = create_model(config.model, (size, size, 3), head=config.head, outputs=outputs)
     except InputShapeError as exc:
         raise InputError(config.data, str(exc)) from None
-    compile_model(model, config.loss, config.learning_rate, config.weight_decay)
+    compile_model(model, config.loss, config.learning_rate, config.weight_decay, ema=config.ema)
     return model
 
 

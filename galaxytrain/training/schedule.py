@@ -6,6 +6,8 @@ a resumed run continues the same curve.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import keras
 import numpy as np
 
@@ -13,21 +15,59 @@ from ..choices import KERAS_LOSSES, LR_SCHEDULES, Loss, LrSchedule
 
 
 def compile_model(model: keras.Model, loss: Loss, learning_rate: float, weight_decay: float = 0.0,
-                  scales: dict[str, float] | None = None) -> None:
+                  scales: dict[str, float] | None = None, ema: float = 0.0) -> None:
     """Adam (AdamW with weight decay), the chosen loss, and an RMSE metric (the Kaggle score).
 
     `scales` (fine-tuning): a learning-rate factor per variable path, for
     the encoder's variables; they learn only while the optimizer's gate is
-    open (`LayerwiseAdam`).
+    open (`LayerwiseAdam`). `ema` > 0: the optimizer also keeps a moving
+    average of the weights (Keras' ``use_ema``), an optimizer variable that
+    a resumed run gets back; see `averaged_weights`.
     """
+    averaging = dict(use_ema=True, ema_momentum=float(ema)) if ema > 0 else {}
     if scales is not None:
-        optimizer = LayerwiseAdam(scales=scales, learning_rate=learning_rate)
+        optimizer = LayerwiseAdam(scales=scales, learning_rate=learning_rate, **averaging)
     elif weight_decay > 0:
-        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay, **averaging)
     else:
-        optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+        optimizer = keras.optimizers.Adam(learning_rate=learning_rate, **averaging)
     model.compile(optimizer=optimizer, loss=KERAS_LOSSES[loss],
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+
+
+def _averaging_optimizer(model: keras.Model):
+    """The optimizer that keeps the weights' moving average (under a loss-scale wrapper too), or None."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if not getattr(optimizer, "use_ema", False) or not hasattr(optimizer, "_model_variables_moving_average"):
+        return None
+    return optimizer
+
+
+def is_averaging(model: keras.Model) -> bool:
+    """Whether the model's optimizer keeps a moving average of its weights (``--ema``)."""
+    return _averaging_optimizer(model) is not None
+
+
+@contextmanager
+def averaged_weights(model: keras.Model):
+    """Within the block the model holds the optimizer's moving average of its weights; after it, exactly
+    the trained weights again (copied, not swapped by arithmetic as Keras' SwapEMAWeights does, which
+    rounds them). Without weight averaging the block sees the weights as they are.
+    """
+    optimizer = _averaging_optimizer(model)
+    if optimizer is None:
+        yield
+        return
+    variables = list(optimizer._trainable_variables)
+    trained = [keras.ops.convert_to_numpy(v) for v in variables]
+    for v, average in zip(variables, optimizer._model_variables_moving_average):
+        v.assign(keras.ops.convert_to_numpy(average))
+    try:
+        yield
+    finally:
+        for v, value in zip(variables, trained):
+            v.assign(value)
 
 
 @keras.saving.register_keras_serializable(package="galaxytrain")

@@ -1,0 +1,93 @@
+"""Closing the generalisation gap: each change to --recipe best measured against the recipe itself.
+
+Every trial is `galaxytrain fit --recipe best --epochs 50` on the half of
+bench_vgg6_real.py's training galaxies that bench_learning_curve.py built
+(2,355 galaxies, fit's 10% split validating), with one change; seed 0 for
+all, so each trial sees the same split, the same first weights and the same
+batches. Half the data and 50 epochs keep a trial near 11 minutes on 2
+cores while the net still overfits (the question the changes answer). Each
+run is then scored with the recipe's 16 views on the fixed 1,156-galaxy
+holdout, which no trial chose anything on. A run already complete is reused.
+
+    python bench/bench_regularisation.py [--trials base ema colour ...] [--precision native|float32]
+
+Writes bench/out/regularisation.json and prints one table: fit's best
+validation RMSE, the holdout RMSE, both against the base trial, and the
+training minutes (summed epoch times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import OUT, REPO, machine  # noqa: E402
+
+TAG = "c207_69_s2026"
+EPOCHS = 50
+
+#: name -> (what changes, the options added to `fit --recipe best --epochs 50`).
+TRIALS: dict[str, tuple[str, list[str]]] = {
+    "base": ("--recipe best as it is", []),
+    "ema": ("weight averaging, momentum 0.995 per step (about 5 epochs here)", ["--ema", "0.995"]),
+    "colour": ("colour noise, sigma 0.1 of each colour axis' spread", ["--colour-noise", "0.1"]),
+    "wd": ("decoupled weight decay 0.2 (AdamW)", ["--weight-decay", "0.2"]),
+}
+
+
+def trial(name: str, data: Path, holdout: Path, precision: str) -> dict:
+    what, options = TRIALS[name]
+    run = OUT / "runs" / f"reg_{name}_{TAG}"
+    report = OUT / f"report_reg_{name}_{TAG}.json"
+    extra = [] if precision == "native" else ["--no-mixed-precision"]
+    _galaxytrain(["fit", "--recipe", "best", "--epochs", str(EPOCHS), "--data", str(data), "--out", str(run),
+                  "--no-progress", *options, *extra])
+    if not report.exists() or report.stat().st_mtime < (run / "best.keras").stat().st_mtime:
+        _galaxytrain(["score", "--run", str(run), "--data", str(holdout), "--report", str(report),
+                      "--no-progress"])
+    state = json.loads((run / "state.json").read_text())
+    record = json.loads((run / "config.json").read_text())
+    best = next(row for row in state["history"] if row["epoch"] == state["best_epoch"])
+    last = state["history"][-1]
+    return {"trial": name, "change": what, "options": options, "best_epoch": state["best_epoch"],
+            "val_rmse": best["val_rmse"], "train_rmse_last": last["rmse"], "val_rmse_last": last["val_rmse"],
+            "holdout_rmse": json.loads(report.read_text())["rmse"],
+            "minutes": round(sum(row["epoch_time_s"] for row in state["history"]) / 60, 1),
+            "policy": record.get("gpu", {}).get("policy")}
+
+
+def _galaxytrain(args: list[str]) -> None:
+    subprocess.run([sys.executable, "-m", "galaxytrain", *args], check=True, cwd=REPO)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--trials", nargs="+", default=list(TRIALS), choices=list(TRIALS))
+    ap.add_argument("--precision", choices=["native", "float32"], default="native")
+    args = ap.parse_args()
+    data, holdout = OUT / f"curve_2_{TAG}.h5", OUT / f"real_holdout_{TAG}.h5"
+    if not data.exists() or not holdout.exists():
+        raise SystemExit("run `python bench/bench_vgg6_real.py --recipe best` and "
+                         "`python bench/bench_learning_curve.py --fractions 2` first: they build the files")
+    names = ["base"] + [n for n in args.trials if n != "base"]
+    rows = [trial(name, data, holdout, args.precision) for name in names]
+    base = rows[0]
+    out = OUT / "regularisation.json"
+    out.write_text(json.dumps({"machine": machine(), "epochs": EPOCHS, "trials": rows}, indent=1) + "\n")
+    print(machine())
+    print(f"{'trial':<8} {'best epoch':>10} {'val RMSE':>9} {'vs base':>8} {'holdout':>8} {'vs base':>8} "
+          f"{'train/val at end':>17} {'minutes':>8}")
+    for r in rows:
+        dv = r["val_rmse"] / base["val_rmse"] - 1
+        dh = r["holdout_rmse"] / base["holdout_rmse"] - 1
+        print(f"{r['trial']:<8} {r['best_epoch']:>10} {r['val_rmse']:>9.4f} {dv:>+8.1%} {r['holdout_rmse']:>8.4f} "
+              f"{dh:>+8.1%} {r['train_rmse_last']:>8.4f}/{r['val_rmse_last']:.4f} {r['minutes']:>8.1f}")
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main()
