@@ -30,19 +30,21 @@ def fit(data: str | Path, out: str | Path, recipe: str | None = None, *, seeds: 
 
     Rerunning the same call resumes the run from its last completed epoch.
     `seeds`: one run per seed in the ensemble folder `out` (``--seeds``),
-    a list of results; predict and score take the folder as one model.
+    a list of results; predict and score take the folder as one model. An
+    ensemble recipe (best-ensemble) trains its own seeds unless `seed` is given.
     """
     _tensorflow()
-    from .recipes import resolve_fit_config
+    from .recipes import recipe_seeds, resolve_fit_config
     from .training import fit as fit_run
     from .training import fit_ensemble
 
     options.setdefault("progress", False)  # a notebook gets one line per epoch, not a terminal bar
+    if seeds is not None and "seed" in options:
+        raise TypeError("give seed= or seeds=, not both")
     config = resolve_fit_config(recipe, data, out, **options)
-    if seeds is not None:
-        if "seed" in options:
-            raise TypeError("give seed= or seeds=, not both")
-        return fit_ensemble(config, list(seeds), log=log)
+    members = recipe_seeds(recipe, options.get("seed"), seeds)
+    if members is not None:
+        return fit_ensemble(config, members, log=log)
     return fit_run(config, log=log)
 
 

@@ -186,7 +186,7 @@ def fit(
     """Train a model; writes best.keras, last.keras, history.csv, config.json, training_curve.png."""
 
     def action() -> None:
-        from .recipes import resolve_fit_config
+        from .recipes import recipe_seeds, resolve_fit_config
         from .training import fit as fit_run
 
         config = resolve_fit_config(
@@ -198,12 +198,11 @@ def fit(
             jit_compile=jit_compile, head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
             allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy,
             join_timeout=join_timeout, patience=patience, ema=ema, colour_noise=colour_noise)
-        if seeds is not None:
+        members = recipe_seeds(recipe, seed, None if seeds is None else _parse_seeds(seeds))
+        if members is not None:
             from .training import fit_ensemble
 
-            if seed is not None:
-                raise InputError("--seed/--seeds", "give one seed, or an ensemble's seeds, not both")
-            for result in fit_ensemble(config, _parse_seeds(seeds), log=_echo):
+            for result in fit_ensemble(config, members, log=_echo):
                 _say_done(result)
             _echo(f"ensemble: {out} (score and predict take it with --run {out})")
             return
@@ -389,7 +388,8 @@ def list_recipes() -> None:
             _echo(f"{recipe.name}: {recipe.summary}")
             _echo(f"  data: {recipe.data.build_command()}  (--crop {recipe.crop} --size {recipe.size}); "
                   f"score/predict --tta {recipe.tta}")
-            _echo("  fit: " + " ".join(_flag(k, v) for k, v in recipe.options.items() if v is not None))
+            _echo("  fit: " + " ".join(_flag(k, v) for k, v in recipe.options.items() if v is not None)
+                  + ("" if recipe.seeds is None else " --seeds " + ",".join(map(str, recipe.seeds))))
 
     _run(action)
 

@@ -65,3 +65,30 @@ def test_bad_seeds_and_unfinished_members_are_one_line(make_galaxy_file, tmp_pat
     prepare_ensemble(tmp_path / "half", [0, 1])  # as an ensemble fit interrupted before its members trained
     with pytest.raises(InputError, match="seed0, seed1 are not trained yet"):
         galaxytrain.predict(tmp_path / "half", data)
+
+
+def test_an_ensemble_recipe_trains_its_members_unless_one_seed_is_asked_for(make_galaxy_file, tmp_path, monkeypatch):
+    from galaxytrain import recipes
+
+    assert recipes.recipe_seeds("best-ensemble", None, None) == list(recipes.get_recipe("best-ensemble").seeds)
+    assert recipes.recipe_seeds("best-ensemble", 3, None) is None  # one member of it, alone
+    assert recipes.recipe_seeds("best", None, None) is None
+    assert recipes.recipe_seeds(None, None, [4, 5]) == [4, 5]
+    with pytest.raises(InputError, match="not both"):
+        recipes.recipe_seeds("best-ensemble", 1, [0, 1])
+
+    small = recipes.Recipe(name="tiny-ensemble", summary="test", seeds=(0, 2), tta=1, data_name="best",
+                           options=dict(model="galaxy_cnn", head="sigmoid", loss="mse", epochs=1, batch_size=16))
+    monkeypatch.setitem(recipes.RECIPES, "tiny-ensemble", small)
+    data = make_galaxy_file(n=48, size=24, seed=4)
+    runner = CliRunner()
+    base = ["fit", "--recipe", "tiny-ensemble", "--allow-other-build", "--data", str(data), "--no-progress"]
+    result = runner.invoke(app, base + ["--out", str(tmp_path / "ens")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "ens" / "ensemble.json").read_text())["members"] == ["seed0", "seed2"]
+    assert json.loads((tmp_path / "ens" / "seed2" / "config.json").read_text())["config"]["recipe"] == "tiny-ensemble"
+    result = runner.invoke(app, base + ["--out", str(tmp_path / "one"), "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "one" / "best.keras").exists() and not (tmp_path / "one" / "ensemble.json").exists()
+    listed = runner.invoke(app, ["recipes"])
+    assert "best-ensemble:" in listed.output and "--seeds 0,1" in listed.output
