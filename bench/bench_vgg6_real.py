@@ -13,7 +13,8 @@ fit --recipe NAME`, on files built with the recipe's crop and size, scored
 with its number of test-time views; --crop, --size, --epochs and --tta
 override them. With --seeds A B ...: one run per seed (fit's --seed: its
 validation split, shuffle and initial weights), each scored alone, then
-their average as an ensemble.
+their average as an ensemble; an ensemble recipe (best-ensemble) runs its
+own seeds so.
 
     python bench/bench_vgg6_real.py [--epochs 20] [--size 96] [--holdout 0.2] [--tta 1]
     python bench/bench_vgg6_real.py --recipe best [--seeds 0 1] [--reuse]
@@ -82,7 +83,8 @@ def main() -> None:
     if args.epochs or not recipe:
         options += ["--epochs", str(args.epochs or 20)]
     galaxytrain = str(Path(sys.executable).parent / "galaxytrain")
-    seeds = args.seeds or [None]
+    # An ensemble recipe's members run here one by one (fit --seed S), so that each is scored alone too.
+    seeds = args.seeds or (list(recipe.seeds) if recipe and recipe.seeds else [None])
     fit_options = options + ([] if args.reuse else ["--overwrite"]) + args.extra.split()
     runs = []
     for seed in seeds:
