@@ -146,6 +146,8 @@ def fit(
     colour_noise: Optional[float] = typer.Option(None, "--colour-noise", metavar="SIGMA", help=_d(
         "colour_noise", "Shift each training view's colours along the training pixels' principal colour axes "
                         "by N(0, SIGMA) of each axis' spread (Krizhevsky's PCA noise; 0: none).")),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help=_d(
+        "dropout", "Dropout rate of the dense layers (galaxy_cnn, galaxy_parts); none: the model's own, 0.25.")),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images (quick tries)."),
     gpu_memory_limit: Optional[str] = typer.Option(
         None, "--gpu-memory-limit", metavar="SIZE",
@@ -197,7 +199,8 @@ def fit(
             gpu_memory_limit=gpu_memory_limit, memory_growth=memory_growth, mixed_precision=mixed_precision,
             jit_compile=jit_compile, head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
             allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy,
-            join_timeout=join_timeout, patience=patience, ema=ema, colour_noise=colour_noise)
+            join_timeout=join_timeout, patience=patience, ema=ema, colour_noise=colour_noise,
+            dropout=dropout)
         members = recipe_seeds(recipe, seed, None if seeds is None else _parse_seeds(seeds))
         if members is not None:
             from .training import fit_ensemble

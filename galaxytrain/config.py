@@ -20,7 +20,7 @@ from .choices import AUGMENTS, HEADS, LOSSES, LR_SCHEDULES, STRATEGIES, Augment,
 RESUME_KEYS = ("model", "head", "loss", "learning_rate", "batch_size", "val_fraction", "seed",
                "augment", "limit", "input_size", "max_shift", "max_zoom",
                "tree_warmup_epochs", "lr_schedule", "weight_decay", "strategy", "start_from", "frozen_epochs",
-               "layer_decay", "ema", "colour_noise")
+               "layer_decay", "ema", "colour_noise", "dropout")
 
 
 #: What `galaxytrain finetune` sets unless told otherwise, over FitConfig's defaults (stated once: the
@@ -101,6 +101,8 @@ class FitConfig:
     #: Colour noise (Krizhevsky et al. 2012, as Dieleman 2015 used it): each training view's pixels move
     #: along the principal axes of the training pixels' colours by N(0, colour_noise) of each axis' spread.
     colour_noise: float = 0.0
+    #: The dropout rate of the model's dense layers (galaxy_cnn, galaxy_parts); None: the model's own (0.25).
+    dropout: float | None = None
     #: multi-worker: seconds a worker waits for every other worker of TF_CONFIG to join before it
     #: gives up with one line (a peer never started, started with another --data, or given the same
     #: index); 0 waits for ever. Not a resume key.
@@ -165,6 +167,8 @@ class FitConfig:
         if not 0 <= self.colour_noise <= 10:
             bad("--colour-noise", f"must be in [0, 10] (a fraction of each colour axis' spread), got "
                                   f"{self.colour_noise}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            bad("--dropout", f"must be in [0, 1), got {self.dropout}")
         if self.patience is not None and self.patience < 1:
             bad("--patience", f"must be at least 1 epoch, got {self.patience}")
         if self.frozen_epochs < 0:
@@ -176,6 +180,8 @@ class FitConfig:
         if self.start_from is not None:
             if self.weight_decay > 0:
                 bad("--weight-decay", "is not available when fine-tuning (it would also shrink a frozen encoder)")
+            if self.dropout is not None:
+                bad("--dropout", "is the start model's when fine-tuning")
             if self.head != "sigmoid":
                 bad("--head", f"a fine-tuned model gets a new sigmoid head for the file's columns, not {self.head}")
             if self.frozen_epochs >= self.epochs:

@@ -132,3 +132,19 @@ def test_colour_noise_is_recorded_and_new_options_are_checked(tiny, tmp_path):
     with pytest.raises(InputError, match="ema"):
         fit(_config(tiny, tmp_path / "run", epochs=2, augment="rotate", input_size=20, colour_noise=0.2,
                     ema=0.9), log=lambda s: None)
+
+
+def test_dropout_sets_the_dense_layers_rate_where_a_model_has_them(tiny, tmp_path):
+    from galaxytrain.training.fit import build_model
+
+    for name in ("galaxy_cnn", "galaxy_parts"):
+        model = build_model(_config(tiny, tmp_path / "x", model=name, dropout=0.5), 32)
+        rates = [layer.rate for layer in model.layers if layer.__class__.__name__ == "Dropout"]
+        assert rates and all(r == 0.5 for r in rates)
+        default = build_model(_config(tiny, tmp_path / "x", model=name), 32)
+        assert all(layer.rate == 0.25 for layer in default.layers if layer.__class__.__name__ == "Dropout")
+    with pytest.raises(InputError, match="vgg6 has no dropout"):
+        build_model(_config(tiny, tmp_path / "x", model="vgg6", head="sigmoid", dropout=0.5), 24)
+    for bad in (1.0, -0.1):
+        with pytest.raises(InputError, match="--dropout"):
+            _config(tiny, tmp_path / "x", dropout=bad).check()

@@ -48,6 +48,15 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def model_options(name: str) -> list[str]:
+    """The keyword arguments a family takes beyond shape, head and outputs (e.g. "dropout")."""
+    import inspect
+
+    if name not in _REGISTRY:
+        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    return [p for p in inspect.signature(_REGISTRY[name]).parameters if p not in ("input_shape", "head", "outputs")]
+
+
 def create_model(name: str, input_shape: tuple[int, int, int], *, head: Head = "sigmoid",
                  outputs: int = N_CLASSES, **kw) -> keras.Model:
     """Build an uncompiled model; head is "sigmoid" (`outputs` sigmoids) or "tree" (GalaxyTreeHead, 37 outputs)."""
@@ -66,5 +75,5 @@ from .io import load_model, load_model_for_prediction, saved_policy  # noqa: E40
 from .tree_head import GalaxyTreeHead, set_normalize  # noqa: E402
 
 __all__ = ["GalaxyTreeHead", "InputShapeError", "UnknownModelError", "available_models", "create_model",
-           "load_model", "load_model_for_prediction", "output_head", "register_model", "saved_policy",
+           "load_model", "load_model_for_prediction", "model_options", "output_head", "register_model", "saved_policy",
            "set_normalize"]

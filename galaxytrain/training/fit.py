@@ -25,7 +25,7 @@ from galaxyprep import N_CLASSES, GalaxyFile, InputError, disk_errors, exclusive
 from ..compute import choose_jit_compile, onednn_enabled, recorded_policy
 from ..config import FitConfig
 from ..data import ColourNoise, GalaxyBatches, Normalization, RotateRanges, colour_axes, training_view
-from ..models import InputShapeError, available_models, create_model, load_model
+from ..models import InputShapeError, available_models, create_model, load_model, model_options
 from ..recipes import check_recipe_data, get_recipe
 from ..run_dir import RunDir
 from . import distribute
@@ -419,8 +419,13 @@ def input_size(config: FitConfig, stored: int) -> int:
 
 def build_model(config: FitConfig, size: int, outputs: int = N_CLASSES) -> keras.Model:
     """A new compiled model for `config`, square images of `size` and `outputs` label columns."""
+    options = {}
+    if config.dropout is not None:
+        if "dropout" not in model_options(config.model):
+            raise InputError("--dropout", f"model {config.model} has no dropout layers to set")
+        options["dropout"] = config.dropout
     try:
-        model = create_model(config.model, (size, size, 3), head=config.head, outputs=outputs)
+        model = create_model(config.model, (size, size, 3), head=config.head, outputs=outputs, **options)
     except InputShapeError as exc:
         raise InputError(config.data, str(exc)) from None
     compile_model(model, config.loss, config.learning_rate, config.weight_decay, ema=config.ema)
