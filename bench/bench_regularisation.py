@@ -36,6 +36,7 @@ TRIALS: dict[str, tuple[str, list[str]]] = {
     "ema": ("weight averaging, momentum 0.995 per step (about 5 epochs here)", ["--ema", "0.995"]),
     "colour": ("colour noise, sigma 0.1 of each colour axis' spread", ["--colour-noise", "0.1"]),
     "wd": ("decoupled weight decay 0.2 (AdamW)", ["--weight-decay", "0.2"]),
+    "dropout": ("dropout 0.5 before and after the dense layer (the recipe's 0.25)", ["--dropout", "0.5"]),
 }
 
 
