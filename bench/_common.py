@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -94,3 +95,8 @@ def zipped(folder: Path, labels: Path) -> tuple[Path, Path]:
                 zf.write(m, f"{inside}/{m.name}" if inside else m.name)
         tmp.replace(path)
     return images_zip, labels_zip
+
+
+def galaxytrain(args: list[str]) -> None:
+    """One `galaxytrain` command in this interpreter's environment, from the repository; fails loudly."""
+    subprocess.run([sys.executable, "-m", "galaxytrain", *args], check=True, cwd=REPO)

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, REPO, SHARED_GZ, build_file, machine  # noqa: E402
+from _common import OUT, REPO, SHARED_GZ, build_file, galaxytrain, machine  # noqa: E402
 
 TAG = "c207_69_s2026"
 KAGGLE_TRAIN = 61_578
@@ -52,10 +51,10 @@ def point(fraction: int, train_ids: np.ndarray, holdout: Path, precision: str) -
                           SHARED_GZ / "training_solutions_rev1.csv", size=69, crop=207, ids_file=ids_file)
         run, report = OUT / "runs" / f"curve_{fraction}_{TAG}", OUT / f"report_curve_{fraction}_{TAG}.json"
         options = [] if precision == "native" else ["--no-mixed-precision"]
-        _galaxytrain(["fit", "--recipe", "best", "--data", str(data), "--out", str(run), "--no-progress", *options])
+        galaxytrain(["fit", "--recipe", "best", "--data", str(data), "--out", str(run), "--no-progress", *options])
         note = f"trained here, {precision}"
     if not report.exists():
-        _galaxytrain(["score", "--run", str(run), "--data", str(holdout), "--report", str(report), "--no-progress"])
+        galaxytrain(["score", "--run", str(run), "--data", str(holdout), "--report", str(report), "--no-progress"])
     state = json.loads((run / "state.json").read_text())
     record = json.loads((run / "config.json").read_text())
     return {"fraction": fraction, "n_train": int(record["split"]["n_train"]),
@@ -69,9 +68,6 @@ def _hash(ids: np.ndarray) -> np.ndarray:
 
     return unit_hash(ids, 31)
 
-
-def _galaxytrain(args: list[str]) -> None:
-    subprocess.run([sys.executable, "-m", "galaxytrain", *args], check=True, cwd=REPO)
 
 
 def fit_power_law(n: np.ndarray, rmse: np.ndarray, at: float, draws: int = 4000) -> dict:

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, REPO, machine  # noqa: E402
+from _common import OUT, galaxytrain, machine  # noqa: E402
 
 TAG = "c207_69_s2026"
 EPOCHS = 50
@@ -45,10 +44,10 @@ def trial(name: str, data: Path, holdout: Path, precision: str) -> dict:
     run = OUT / "runs" / f"reg_{name}_{TAG}"
     report = OUT / f"report_reg_{name}_{TAG}.json"
     extra = [] if precision == "native" else ["--no-mixed-precision"]
-    _galaxytrain(["fit", "--recipe", "best", "--epochs", str(EPOCHS), "--data", str(data), "--out", str(run),
+    galaxytrain(["fit", "--recipe", "best", "--epochs", str(EPOCHS), "--data", str(data), "--out", str(run),
                   "--no-progress", *options, *extra])
     if not report.exists() or report.stat().st_mtime < (run / "best.keras").stat().st_mtime:
-        _galaxytrain(["score", "--run", str(run), "--data", str(holdout), "--report", str(report),
+        galaxytrain(["score", "--run", str(run), "--data", str(holdout), "--report", str(report),
                       "--no-progress"])
     state = json.loads((run / "state.json").read_text())
     record = json.loads((run / "config.json").read_text())
@@ -60,9 +59,6 @@ def trial(name: str, data: Path, holdout: Path, precision: str) -> dict:
             "minutes": round(sum(row["epoch_time_s"] for row in state["history"]) / 60, 1),
             "policy": record.get("gpu", {}).get("policy")}
 
-
-def _galaxytrain(args: list[str]) -> None:
-    subprocess.run([sys.executable, "-m", "galaxytrain", *args], check=True, cwd=REPO)
 
 
 def main() -> None:

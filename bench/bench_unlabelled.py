@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -30,18 +29,15 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT, REPO, SHARED_GZ, build_file, machine  # noqa: E402
+from _common import OUT, SHARED_GZ, build_file, galaxytrain, machine  # noqa: E402
 
 TAG = "c207_69_s2026"
 
 
-def _galaxytrain(args: list[str]) -> None:
-    subprocess.run([sys.executable, "-m", "galaxytrain", *args], check=True, cwd=REPO)
-
 
 def _score(runs: list[Path], holdout: Path, report: Path) -> float:
     if not report.exists():
-        _galaxytrain(["score", *[a for r in runs for a in ("--run", str(r))], "--data", str(holdout),
+        galaxytrain(["score", *[a for r in runs for a in ("--run", str(r))], "--data", str(holdout),
                       "--report", str(report), "--tta", "16", "--no-progress"])
     return float(json.loads(report.read_text())["rmse"])
 
@@ -62,7 +58,7 @@ def main() -> None:
     # 1. The teachers' soft votes on the unlabelled galaxies (the recipe's 16 views).
     soft = OUT / f"{args.name}_soft_{TAG}.csv"
     if not soft.exists():
-        _galaxytrain(["predict", *[a for r in args.teacher for a in ("--run", str(r))], "--images", str(test_images),
+        galaxytrain(["predict", *[a for r in args.teacher for a in ("--run", str(r))], "--images", str(test_images),
                       "--out", str(soft), "--tta", "16", "--no-progress"])
     soft_rows = pd.read_csv(soft)
 
@@ -85,7 +81,7 @@ def main() -> None:
 
     # 3. The student, and everything scored on the holdout.
     run = OUT / "runs" / f"{args.name}_{TAG}_seed{args.seed}"
-    _galaxytrain(["fit", "--recipe", "best", "--data", str(data), "--out", str(run), "--seed", str(args.seed),
+    galaxytrain(["fit", "--recipe", "best", "--data", str(data), "--out", str(run), "--seed", str(args.seed),
                   "--no-progress"])
     rows = []
     for teacher in args.teacher:
