@@ -48,25 +48,28 @@ def available_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _builder(name: str) -> ModelBuilder:
+    if name not in _REGISTRY:
+        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    return _REGISTRY[name]
+
+
 def model_options(name: str) -> list[str]:
     """The keyword arguments a family takes beyond shape, head and outputs (e.g. "dropout")."""
     import inspect
 
-    if name not in _REGISTRY:
-        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
-    return [p for p in inspect.signature(_REGISTRY[name]).parameters if p not in ("input_shape", "head", "outputs")]
+    return [p for p in inspect.signature(_builder(name)).parameters if p not in ("input_shape", "head", "outputs")]
 
 
 def create_model(name: str, input_shape: tuple[int, int, int], *, head: Head = "sigmoid",
                  outputs: int = N_CLASSES, **kw) -> keras.Model:
     """Build an uncompiled model; head is "sigmoid" (`outputs` sigmoids) or "tree" (GalaxyTreeHead, 37 outputs)."""
-    if name not in _REGISTRY:
-        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    builder = _builder(name)
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; available: {', '.join(HEADS)}")
     if head == "tree" and outputs != N_CLASSES:
         raise ValueError(f"the tree head gives the 37 Kaggle columns, not {outputs} outputs")
-    return _REGISTRY[name](tuple(int(v) for v in input_shape), head=head, outputs=int(outputs), **kw)
+    return builder(tuple(int(v) for v in input_shape), head=head, outputs=int(outputs), **kw)
 
 
 # Importing a family registers it (and its custom layers, for loading).

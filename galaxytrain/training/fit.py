@@ -231,13 +231,10 @@ def _train_distributed(config: FitConfig, f: GalaxyFile, run: RunDir, state: dic
     if initial_epoch >= config.epochs:
         log(f"{config.out} already has {initial_epoch} epochs (asked for {config.epochs}): nothing to do")
         return _result(run, state, initial_epoch, data.baseline, distribute.weights_fingerprint(model))
-    colour = colour_noise(config, f, data)
-    run.write_config(data.record)
+    train = _training_batches(config, f, data, size, global_batch)
+    run.write_config(data.record)  # after the batches, which note their colour axes in it
     record = distribute.RowRecord(os.environ.get(distribute.RECORD_ROWS_ENV))
     loader = dict(threads=config.loader_workers, prefetch=config.max_queue_size)
-    view = training_view(config.augment, size, RotateRanges(max_shift=config.max_shift, max_zoom=config.max_zoom))
-    train = GalaxyBatches(f, data.train_rows, batch_size=global_batch, shuffle=True, seed=config.seed, view=view,
-                          colour=colour)
 
     def train_share(global_step: int, replica: int):
         epoch, step = divmod(global_step, steps)
@@ -319,14 +316,20 @@ def _datasets(config: FitConfig, f: GalaxyFile, data: TrainingData,
     if config.use_multiprocessing:
         f.check_room_for_readers(f"each loader process (--use-multiprocessing, --loader-workers "
                                  f"{config.loader_workers})", config.loader_workers)
-    view = training_view(config.augment, size, RotateRanges(max_shift=config.max_shift, max_zoom=config.max_zoom))
-    train = GalaxyBatches(f, data.train_rows, batch_size=config.batch_size, shuffle=True, seed=config.seed,
-                          view=view, colour=colour_noise(config, f, data), **loader)
+    train = _training_batches(config, f, data, size, config.batch_size, **loader)
     if not len(data.val_rows):
         return train, None
     val = GalaxyBatches(f, data.val_rows, batch_size=config.batch_size, shuffle=False, seed=config.seed,
                         view=training_view("none", size), **loader)
     return train, val
+
+
+def _training_batches(config: FitConfig, f: GalaxyFile, data: TrainingData, size: int, batch_size: int,
+                      **loader) -> GalaxyBatches:
+    """The training rows, shuffled, in fit's random views and colour noise."""
+    view = training_view(config.augment, size, RotateRanges(max_shift=config.max_shift, max_zoom=config.max_zoom))
+    return GalaxyBatches(f, data.train_rows, batch_size=batch_size, shuffle=True, seed=config.seed, view=view,
+                         colour=colour_noise(config, f, data), **loader)
 
 
 #: Training images whose pixels give the colour axes of --colour-noise (the first ones in file order).
