@@ -148,6 +148,10 @@ def fit(
                         "by N(0, SIGMA) of each axis' spread (Krizhevsky's PCA noise; 0: none).")),
     dropout: Optional[float] = typer.Option(None, "--dropout", help=_d(
         "dropout", "Dropout rate of the dense layers (galaxy_cnn, galaxy_parts); none: the model's own, 0.25.")),
+    init_from: Optional[str] = typer.Option(None, "--init-from", metavar="RUN", help=_d(
+        "init_from", "Start from the weights of this run folder (or pretrained:NAME) of the same network, head "
+                     "and label columns, every layer training (a pretraining stage, e.g. on galaxyprep synth "
+                     "galaxies); none: new weights from the seed.")),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N images (quick tries)."),
     gpu_memory_limit: Optional[str] = typer.Option(
         None, "--gpu-memory-limit", metavar="SIZE",
@@ -200,7 +204,7 @@ def fit(
             jit_compile=jit_compile, head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
             allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy,
             join_timeout=join_timeout, patience=patience, ema=ema, colour_noise=colour_noise,
-            dropout=dropout)
+            dropout=dropout, init_from=init_from)
         members = recipe_seeds(recipe, seed, None if seeds is None else _parse_seeds(seeds))
         if members is not None:
             from .training import fit_ensemble

@@ -20,7 +20,7 @@ from .choices import AUGMENTS, HEADS, LOSSES, LR_SCHEDULES, STRATEGIES, Augment,
 RESUME_KEYS = ("model", "head", "loss", "learning_rate", "batch_size", "val_fraction", "seed",
                "augment", "limit", "input_size", "max_shift", "max_zoom",
                "tree_warmup_epochs", "lr_schedule", "weight_decay", "strategy", "start_from", "frozen_epochs",
-               "layer_decay", "ema", "colour_noise", "dropout")
+               "layer_decay", "ema", "colour_noise", "dropout", "init_from")
 
 
 #: What `galaxytrain finetune` sets unless told otherwise, over FitConfig's defaults (stated once: the
@@ -103,6 +103,10 @@ class FitConfig:
     colour_noise: float = 0.0
     #: The dropout rate of the model's dense layers (galaxy_cnn, galaxy_parts); None: the model's own (0.25).
     dropout: float | None = None
+    #: A pretraining stage: start from the weights of this run folder (or "pretrained:NAME") of the same
+    #: network, head and label columns, every layer training from the first step (e.g. a run on
+    #: `galaxyprep synth` galaxies before the real ones); None: new weights from the seed.
+    init_from: str | None = None
     #: multi-worker: seconds a worker waits for every other worker of TF_CONFIG to join before it
     #: gives up with one line (a peer never started, started with another --data, or given the same
     #: index); 0 waits for ever. Not a resume key.
@@ -177,6 +181,9 @@ class FitConfig:
             bad("--layer-decay", f"must be in (0, 1], got {self.layer_decay}")
         if self.start_from is None and (self.frozen_epochs or self.layer_decay != 1.0):
             bad("--frozen-epochs/--layer-decay", "apply to fine-tuning (galaxytrain finetune) only")
+        if self.init_from is not None and self.start_from is not None:
+            bad("--init-from", "starts a fit from another run's weights; fine-tuning (galaxytrain finetune) "
+                               "has its own start model")
         if self.start_from is not None:
             if self.weight_decay > 0:
                 bad("--weight-decay", "is not available when fine-tuning (it would also shrink a frozen encoder)")

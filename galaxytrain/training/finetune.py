@@ -67,22 +67,28 @@ def check_start_data(config: FitConfig, f: GalaxyFile, record: dict) -> None:
     that a resumed run is refused when the start model has changed.
     """
     trained = start_model(config.start_from)
-    data = trained.record.get("data", {})
-    crop, size = data.get("crop"), data.get("image_size")
-    info = f.info
-    if (crop, size) != (info.crop, info.size):
-        recipe = RECIPES.get(trained.recipe or "")
-        if recipe is not None:
-            command = data_recipe(recipe.data_name or recipe.name).build_command(
-                info.source or "IMAGES", info.labels_source or "LABELS", "OUT.h5")
-        else:
-            command = (f"galaxyprep build --crop {crop} --size {size} --images {info.source or 'IMAGES'} "
-                       f"--labels {info.labels_source or 'LABELS'} --out OUT.h5")
-        raise InputError(config.data, f"was built with --crop {info.crop} --size {info.size}; {trained.source} was "
-                                      f"trained on --crop {crop} --size {size}: build its file with `{command}`")
+    check_same_build(trained, f)
     record["start"] = {"source": trained.source, "weights": str(trained.model_path),
                        "sha256": sha256_file(trained.model_path), "recipe": trained.recipe, "tta": trained.tta,
                        "columns": list(trained.label_schema.columns)}
+
+
+def check_same_build(trained: TrainedModel, f: GalaxyFile) -> None:
+    """Refuse a file built with another crop or size than `trained`'s data, with the command that builds it."""
+    data = trained.record.get("data", {})
+    crop, size = data.get("crop"), data.get("image_size")
+    info = f.info
+    if (crop, size) == (info.crop, info.size):
+        return
+    recipe = RECIPES.get(trained.recipe or "")
+    if recipe is not None:
+        command = data_recipe(recipe.data_name or recipe.name).build_command(
+            info.source or "IMAGES", info.labels_source or "LABELS", "OUT.h5")
+    else:
+        command = (f"galaxyprep build --crop {crop} --size {size} --images {info.source or 'IMAGES'} "
+                   f"--labels {info.labels_source or 'LABELS'} --out OUT.h5")
+    raise InputError(f.path, f"was built with --crop {info.crop} --size {info.size}; {trained.source} was "
+                             f"trained on --crop {crop} --size {size}: build its file with `{command}`")
 
 
 def finetune_model(config: FitConfig, label_mean: np.ndarray) -> keras.Model:

@@ -26,6 +26,7 @@ from ..compute import choose_jit_compile, onednn_enabled, recorded_policy
 from ..config import FitConfig
 from ..data import ColourNoise, GalaxyBatches, Normalization, RotateRanges, colour_axes, training_view
 from ..models import InputShapeError, available_models, create_model, load_model, model_options
+from ..models.pretrained import PREFIX
 from ..recipes import check_recipe_data, get_recipe
 from ..run_dir import RunDir
 from . import distribute
@@ -33,6 +34,7 @@ from .callbacks import (EnableTreeNormalization, EpochProgress, LogLearningRate,
                         StopOnDivergence, StopWhenStale, ValidateAveragedWeights, is_stale)
 from .data_record import DATA_KEYS, TrainingData, prepare_data
 from .finetune import check_start_data, finetune_model
+from .init_weights import check_init_data, initialised_model
 from .resume import prepare_run_dir
 from .rng_state import restore_seed_generator_states
 from .schedule import LearningRateSchedule, compile_model, extension_note
@@ -59,6 +61,8 @@ class FitResult:
 def fit(config: FitConfig, log: Log = print) -> FitResult:
     """Train (or resume training) as `config` says; raise InputError for bad input."""
     config.check()
+    if config.init_from is not None and not config.init_from.startswith(PREFIX):
+        config.init_from = str(Path(config.init_from).resolve())  # the same run, resumed from anywhere
     if config.model not in available_models():
         raise InputError(f"--model {config.model}", f"unknown model; available: {', '.join(available_models())}")
     if same_path(config.out, config.data):
@@ -114,6 +118,8 @@ def _checked_data(config: FitConfig, f: GalaxyFile, log: Log) -> TrainingData:
     data = prepare_data(config, f)
     if config.start_from is not None:
         check_start_data(config, f, data.record)
+    if config.init_from is not None:
+        check_init_data(config, f, data.record, input_size(config, f.size))
     return data
 
 
@@ -296,6 +302,8 @@ def _start_model(config: FitConfig, size: int, state: dict, last: Path, data: Tr
             model = load_model(last)
         elif config.start_from is not None:
             model = finetune_model(config, data.train_mean)
+        elif config.init_from is not None:
+            model = initialised_model(build_model(config, size, len(data.train_mean)), config.init_from)
         else:
             model = build_model(config, size, len(data.train_mean))
     if data.record["gpu"]["jit_compile"] != "auto":  # "auto" is compile's default, resolved there
@@ -395,6 +403,9 @@ def _log_start(config: FitConfig, data: TrainingData, model: keras.Model, size: 
         log(f"fine-tuning {start['source']} (sha256 {start['sha256'][:12]}): a new head for "
             f"{len(data.record['data']['labels']['columns'])} column(s); the encoder frozen for "
             f"{config.frozen_epochs} epoch(s), then learning at {config.layer_decay:g}^depth of the head's rate")
+    if config.init_from is not None:
+        start = data.record["init"]
+        log(f"weights from {start['source']} (sha256 {start['sha256'][:12]}), every layer training")
     log(f"model: {config.model} ({model.count_params():,} parameters, head {config.head}, loss {config.loss})")
     if data.baseline is not None:
         log(f"validation RMSE of predicting the training mean: {data.baseline:.5f}")

@@ -59,6 +59,9 @@ def record_differences(old: dict, new: dict) -> list[str]:
     old_start, new_start = old.get("start", {}), new.get("start", {})
     if old_start.get("sha256") != new_start.get("sha256"):
         out.append(f"the model fine-tuned from: {old_start.get('source')} -> {new_start.get('source')} (other weights)")
+    old_init, new_init = old.get("init", {}), new.get("init", {})
+    if old_init.get("sha256") != new_init.get("sha256"):
+        out.append(f"the weights started from: {old_init.get('source')} -> {new_init.get('source')} (other weights)")
     return out
 
 
