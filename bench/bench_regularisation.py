@@ -46,6 +46,10 @@ TRIALS: dict[str, tuple[str, list[str]]] = {
     "colour": ("colour noise, sigma 0.1 of each colour axis' spread", ["--colour-noise", "0.1"]),
     "wd": ("decoupled weight decay 0.2 (AdamW)", ["--weight-decay", "0.2"]),
     "dropout": ("dropout 0.5 before and after the dense layer (the recipe's 0.25)", ["--dropout", "0.5"]),
+    "maxout": ("Dieleman's dense part: two maxout layers of 2 pieces for one ReLU layer (galaxy_parts_maxout)",
+               ["--model", "galaxy_parts_maxout"]),
+    "views": ("stronger views: zoom up to 1.3, shifts up to 4 px (the recipe's 1.15 and 2)",
+              ["--max-zoom", "1.3", "--max-shift", "4"]),
     "synth": (f"first {SYNTH_EPOCHS} epochs of best on {SYNTH_N:,} galaxyprep synth galaxies",
               ["--init-from", str(SYNTH_RUN)]),
 }

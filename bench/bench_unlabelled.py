@@ -11,7 +11,10 @@ the same 1,156 holdout galaxies as the teachers, which nothing here chose
 anything on; fit's 10% validation split mixes labelled and soft-labelled
 galaxies.
 
-    python bench/bench_unlabelled.py --teacher RUN [--teacher RUN ...] [--seed 0]
+    python bench/bench_unlabelled.py --teacher RUN [--teacher RUN ...] [--seeds 0 1]
+
+The students are also scored averaged with each other (several seeds), and
+with the teachers.
 
 The student's file is built from a folder of links to the shared JPEGs (no
 copies) and a labels CSV of the true rows and the soft ones. Writes
@@ -46,7 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--teacher", type=Path, action="append", required=True,
                     help="a run folder trained on the split's training galaxies (repeat: their average)")
-    ap.add_argument("--seed", type=int, default=0, help="the student's fit --seed")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="the students' fit --seed, one each")
     ap.add_argument("--name", default="distil", help="names the student's files in bench/out")
     args = ap.parse_args()
     holdout = OUT / f"real_holdout_{TAG}.h5"
@@ -79,10 +82,11 @@ def main() -> None:
                 link.symlink_to((source / f"{galaxy}.jpg").resolve())
     data = build_file(folder, OUT / f"{args.name}_{TAG}.h5", labels_csv, size=69, crop=207)
 
-    # 3. The student, and everything scored on the holdout.
-    run = OUT / "runs" / f"{args.name}_{TAG}_seed{args.seed}"
-    galaxytrain(["fit", "--recipe", "best", "--data", str(data), "--out", str(run), "--seed", str(args.seed),
-                  "--no-progress"])
+    # 3. The students, and everything scored on the holdout.
+    students = [OUT / "runs" / f"{args.name}_{TAG}_seed{seed}" for seed in args.seeds]
+    for seed, run in zip(args.seeds, students):
+        galaxytrain(["fit", "--recipe", "best", "--data", str(data), "--out", str(run), "--seed", str(seed),
+                      "--no-progress"])
     rows = []
     for teacher in args.teacher:
         rows.append({"model": f"teacher {teacher.name}",
@@ -90,11 +94,19 @@ def main() -> None:
     if len(args.teacher) > 1:
         rows.append({"model": f"teachers averaged ({len(args.teacher)})",
                      "holdout_rmse": _score(args.teacher, holdout, OUT / f"report_{args.name}_teachers_{TAG}.json")})
-    student = _score([run], holdout, OUT / f"report_{args.name}_{TAG}_seed{args.seed}.json")
-    state = json.loads((run / "state.json").read_text())
-    rows.append({"model": f"student ({len(true_rows)} labelled + {len(soft_rows)} soft-labelled galaxies)",
-                 "holdout_rmse": student,
-                 "minutes": round(sum(r["epoch_time_s"] for r in state["history"]) / 60, 1)})
+    for seed, run in zip(args.seeds, students):
+        state = json.loads((run / "state.json").read_text())
+        rows.append({"model": f"student seed {seed} ({len(true_rows)} labelled + {len(soft_rows)} soft-labelled "
+                              "galaxies)",
+                     "holdout_rmse": _score([run], holdout, OUT / f"report_{args.name}_{TAG}_seed{seed}.json"),
+                     "minutes": round(sum(r["epoch_time_s"] for r in state["history"]) / 60, 1)})
+    seeds = "_".join(map(str, args.seeds))
+    if len(students) > 1:
+        rows.append({"model": f"students averaged ({len(students)})",
+                     "holdout_rmse": _score(students, holdout, OUT / f"report_{args.name}_students_{seeds}.json")})
+    rows.append({"model": f"teachers and students averaged ({len(args.teacher) + len(students)})",
+                 "holdout_rmse": _score([*args.teacher, *students], holdout,
+                                        OUT / f"report_{args.name}_all_{seeds}.json")})
     (OUT / "unlabelled.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1) + "\n")
     print(machine())
     for row in rows:

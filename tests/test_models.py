@@ -233,3 +233,19 @@ def test_a_saved_galaxy_parts_model_loads_in_a_fresh_process(tmp_path):
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "8"
+
+
+def test_maxout_keeps_the_largest_piece_of_each_unit_and_the_variant_saves(tmp_path):
+    from galaxytrain.models.galaxy_parts import Maxout
+
+    x = np.random.default_rng(0).normal(size=(5, 12)).astype("float32")
+    want = x.reshape(5, 4, 3).max(axis=-1)  # unit u's pieces are columns 3u..3u+2
+    np.testing.assert_array_equal(np.asarray(Maxout(3)(x)), want)
+    model = create_model("galaxy_parts_maxout", (32, 32, 3), head="tree", widths=(8, 16), convs=(1, 1), dense=8)
+    dense = [layer for layer in model.layers if layer.name in ("fc1", "fc2")]
+    assert [layer.units for layer in dense] == [16, 16] and all(layer.activation.__name__ == "linear" for layer in dense)
+    assert [layer.name for layer in model.layers if isinstance(layer, Maxout)] == ["maxout1", "maxout2"]
+    path = tmp_path / "maxout.keras"
+    model.save(path)
+    image = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(image)), np.asarray(model(image)), atol=1e-6)

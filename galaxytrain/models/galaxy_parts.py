@@ -79,14 +79,35 @@ class ConcatParts(keras.layers.Layer):
         return {**super().get_config(), "n_parts": self.n_parts}
 
 
+@keras.saving.register_keras_serializable(package="galaxytrain")
+class Maxout(keras.layers.Layer):
+    """(B, k*U) -> (B, U): the largest of each unit's k pieces (Goodfellow et al. 2013), as Dieleman's dense layers."""
+
+    def __init__(self, pieces: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.pieces = int(pieces)
+
+    def call(self, x):
+        units = x.shape[-1] // self.pieces
+        return ops.max(ops.reshape(x, (-1, units, self.pieces)), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1] // self.pieces)
+
+    def get_config(self):
+        return {**super().get_config(), "pieces": self.pieces}
+
+
 @register_model("galaxy_parts")
 def build_galaxy_parts(input_shape: tuple[int, int, int], head: str = "sigmoid", outputs: int = N_CLASSES,
                        part_fraction: float = 0.625, flips: bool = True,
                        widths: tuple[int, ...] = (32, 64, 128, 256),
                        convs: tuple[int, ...] = (1, 1, 2, 1), dense: int = 256, dropout: float = 0.25,
-                       bn_momentum: float | None = None) -> keras.Model:
+                       bn_momentum: float | None = None, dense_layers: int = 1, pieces: int = 1,
+                       name: str = "galaxy_parts") -> keras.Model:
     """``part_fraction`` of the side per part (Dieleman: 45 of 69 px); ``flips``: the mirrored
-    image's four parts too (8 in all); stages as in galaxy_cnn, without BatchNorm by default.
+    image's four parts too (8 in all); stages as in galaxy_cnn, without BatchNorm by default;
+    ``dense_layers`` of ``dense`` units, ReLU, or maxout of ``pieces`` when more than 1.
 
     The defaults were chosen on fit's validation split of the real images
     (12-epoch trials, bench/RESULTS.md): no BatchNorm beat BatchNorm, and 8
@@ -105,7 +126,19 @@ def build_galaxy_parts(input_shape: tuple[int, int, int], head: str = "sigmoid",
     x = keras.layers.Flatten(name="flatten")(x)
     x = ConcatParts(parts.n_parts, name="concat_parts")(x)
     x = keras.layers.Dropout(dropout, name="drop1")(x)
-    x = keras.layers.Dense(dense, activation="relu", name="fc1")(x)
-    x = keras.layers.Dropout(dropout, name="drop2")(x)
+    for i in range(1, dense_layers + 1):
+        if pieces > 1:
+            x = Maxout(pieces, name=f"maxout{i}")(keras.layers.Dense(dense * pieces, name=f"fc{i}")(x))
+        else:
+            x = keras.layers.Dense(dense, activation="relu", name=f"fc{i}")(x)
+        x = keras.layers.Dropout(dropout, name=f"drop{i + 1}")(x)
     outputs = output_head(x, head, outputs)
-    return keras.Model(inputs, outputs, name="galaxy_parts")
+    return keras.Model(inputs, outputs, name=name)
+
+
+@register_model("galaxy_parts_maxout")
+def build_galaxy_parts_maxout(input_shape: tuple[int, int, int], head: str = "sigmoid", outputs: int = N_CLASSES,
+                              dropout: float = 0.25, **options) -> keras.Model:
+    """galaxy_parts with Dieleman's dense part: two maxout layers of 2 pieces where galaxy_parts has one ReLU layer."""
+    return build_galaxy_parts(input_shape, head, outputs, dropout=dropout, dense_layers=2, pieces=2,
+                              name="galaxy_parts_maxout", **options)
