@@ -139,14 +139,16 @@ def write_shipped_model(folder: Path, *, architecture: dict, weights: list[np.nd
     return ShippedModel(folder.name, folder, meta)
 
 
-def export_run(run: str | Path, folder: str | Path, *, summary: str, evaluation: dict, made_by: dict) -> ShippedModel:
+def export_run(run: str | Path, folder: str | Path, *, summary: str, evaluation: dict, made_by: dict,
+               synthetic: dict | None = None) -> ShippedModel:
     """Ship a run's verified best.keras as `folder`: compact weights, its record, and a model card.
 
     `evaluation` holds the figures measured on the run's own validation
     split (scripts/train_pretrained.py measures them); `made_by` the
     command, commit, machine and date. The record keeps what prediction
     needs (config, data's crop, size and normalisation, split), not the
-    training machine's paths.
+    training machine's paths. `synthetic` ({"command", "recipe"}): the run
+    trained on galaxyprep synth galaxies, for the recipe that starts from it.
     """
     from ..run_dir import RunDir
     from .io import load_model
@@ -168,8 +170,31 @@ def export_run(run: str | Path, folder: str | Path, *, summary: str, evaluation:
     training = {"epochs": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
                 "minutes": round(sum(float(h.get("epoch_time_s") or 0) for h in history) / 60, 1)}
     card = {"evaluation": evaluation, "made_by": made_by, "training": training}
+    if synthetic:
+        card["synthetic"] = synthetic
     return write_shipped_model(Path(folder), architecture=json.loads(model.to_json()), weights=model.get_weights(),
                                record=shipped_record, summary=summary, card=card)
+
+
+#: The Limits of a model card for a model trained on the real images ({n_train}: its training galaxies).
+_REAL_LIMITS = """- Trained on {n_train:,} galaxies, about a tenth of the Kaggle training set, all with GalaxyID >= 817377;
+  a model trained on all 61,578 should do better.
+- Vote fractions are what volunteers said, not ground truth. The low RMSE of the questions few galaxies reach
+  (Class8, odd features; Class9, the bulge of edge-on disks) comes from the many galaxies whose votes there are
+  near zero; `galaxytrain score` reports per-question accuracy over the galaxies that reach each question.
+- Not tested on other surveys (DECaLS, HSC, DESI), other bands, other framings or pixel scales: build and score
+  your own labelled images before trusting it there.
+- Computed in float32 wherever the CPU has no native bfloat16; in bfloat16 (as trained) where it has. The two differ
+  by rounding only."""
+
+_LEADERBOARD_SCALE = """For scale (../shared/ANCHORS.md, private leaderboard): the Kaggle winner's best single model scored 0.0769 and his
+17-model ensemble 0.0749, trained on the full 61,578 images; the central-pixel benchmark scored 0.1619.
+
+"""
+
+_KAGGLE_TERMS = """The images and labels are the Kaggle competition "Galaxy Zoo - The Galaxy Challenge" data (Galaxy Zoo 2
+classifications of SDSS images); their use falls under the competition's data terms. Credit Willett et al. 2013
+(MNRAS 435, 2835), Dieleman, Willett & Dambre 2015 (MNRAS 450, 1441), and SDSS. The data is not this project's own."""
 
 
 def model_card(name: str, summary: str, record: dict, card: dict) -> str:
@@ -180,6 +205,28 @@ def model_card(name: str, summary: str, record: dict, card: dict) -> str:
                        if k in ("model", "head", "loss", "augment", "input_size", "epochs", "batch_size",
                                 "learning_rate", "lr_schedule", "seed"))
     questions = "\n".join(f"| {q} | {v:.4f} |" for q, v in ev.get("question_rmse", {}).items())
+    synthetic = card.get("synthetic")  # {"command": ...}: a network pretrained on galaxyprep synth galaxies
+    if synthetic:
+        source = (f"the {data.get('n_images', '?'):,} synthetic galaxies of `{synthetic['command']}` (SDSS-like "
+                  "renderings whose volunteers' votes are simulated along the Galaxy Zoo tree)")
+        use = (f"The first stage of `galaxytrain fit --recipe {synthetic.get('recipe', '?')}`: a network pretrained "
+               f"on simulations, that `fit --init-from pretrained:{name}` trains on real labelled galaxies (the "
+               "same crop, size and 37 columns). Predicting real galaxies is not its purpose: its figures above "
+               "are on synthetic ones.")
+        limits = ("- Its validation galaxies are synthetic, drawn as its training galaxies were: the figures say it "
+                  "learnt the simulation, not how it sees real galaxies.")
+        terms = ("Synthetic: the images and votes are galaxyprep's own renderings, made again by the command "
+                 "above; no third party's data.")
+        scale = ""
+    else:
+        source = f"the {data.get('n_images', '?'):,} labelled Kaggle training JPEGs of ../shared/data/gz (see its SOURCES.md)"
+        use = ("Galaxy Zoo 2 vote fractions (the Kaggle challenge's 37 answers) for SDSS gri colour JPEGs framed as "
+               "the challenge's\nare: 424 x 424 pixels, the galaxy centred, scaled to its Petrosian radius. A "
+               "starting point for predictions without\ntraining, for fine-tuning on one's own labels, and as a "
+               "baseline to beat.")
+        limits = _REAL_LIMITS.format(n_train=split.get('n_train', '?'))
+        terms = _KAGGLE_TERMS
+        scale = _LEADERBOARD_SCALE
     return f"""# Shipped model `{name}`
 
 {summary[:1].upper() + summary[1:]}.
@@ -187,7 +234,7 @@ def model_card(name: str, summary: str, record: dict, card: dict) -> str:
 Load it with `galaxytrain.load("{name}")`, or `galaxytrain predict --pretrained {name} --images DIR --out FILE.csv`.
 
 ## How it was made
-- **Data:** the {data.get('n_images', '?'):,} labelled Kaggle training JPEGs of ../shared/data/gz (see its SOURCES.md),
+- **Data:** {source},
   built with `galaxyprep build --recipe {cfg.get('recipe')}`: the centre {data.get('crop')} pixels of each 424-pixel
   frame, area-averaged to {data.get('image_size')} pixels.
 - **Recipe:** `galaxytrain fit --recipe {cfg.get('recipe')}` ({options}).
@@ -210,33 +257,18 @@ optimistic), computed in float32:
 | this model, 1 view | {ev.get('rmse_1', float('nan')):.4f} |
 | the training set's mean vote fractions | {ev.get('rmse_mean_predictor', float('nan')):.4f} |
 
-For scale (../shared/ANCHORS.md, private leaderboard): the Kaggle winner's best single model scored 0.0769 and his
-17-model ensemble 0.0749, trained on the full 61,578 images; the central-pixel benchmark scored 0.1619.
-
-RMSE per question (validation, {ev.get('tta')} views):
+{scale}RMSE per question (validation, {ev.get('tta')} views):
 
 | question | RMSE |
 | --- | --- |
 {questions}
 
 ## Intended use
-Galaxy Zoo 2 vote fractions (the Kaggle challenge's 37 answers) for SDSS gri colour JPEGs framed as the challenge's
-are: 424 x 424 pixels, the galaxy centred, scaled to its Petrosian radius. A starting point for predictions without
-training, for fine-tuning on one's own labels, and as a baseline to beat.
+{use}
 
 ## Limits
-- Trained on {split.get('n_train', '?'):,} galaxies, about a tenth of the Kaggle training set, all with GalaxyID >= 817377;
-  a model trained on all 61,578 should do better.
-- Vote fractions are what volunteers said, not ground truth. The low RMSE of the questions few galaxies reach
-  (Class8, odd features; Class9, the bulge of edge-on disks) comes from the many galaxies whose votes there are
-  near zero; `galaxytrain score` reports per-question accuracy over the galaxies that reach each question.
-- Not tested on other surveys (DECaLS, HSC, DESI), other bands, other framings or pixel scales: build and score
-  your own labelled images before trusting it there.
-- Computed in float32 wherever the CPU has no native bfloat16; in bfloat16 (as trained) where it has. The two differ
-  by rounding only.
+{limits}
 
 ## Data terms
-The images and labels are the Kaggle competition "Galaxy Zoo - The Galaxy Challenge" data (Galaxy Zoo 2
-classifications of SDSS images); their use falls under the competition's data terms. Credit Willett et al. 2013
-(MNRAS 435, 2835), Dieleman, Willett & Dambre 2015 (MNRAS 450, 1441), and SDSS. The data is not this project's own.
+{terms}
 """
