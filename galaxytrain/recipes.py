@@ -76,6 +76,13 @@ RECIPES: dict[str, Recipe] = {
                 "for one run (0.0890 against best's 0.0899, within the 0.0006 between two seeds)",
         options={**_BEST, "epochs": 150},
         tta=16, data_name="best"),
+    "best-synth": Recipe(
+        name="best-synth",
+        summary="best started from the shipped network pretrained on 12,000 galaxyprep synth galaxies "
+                "(--init-from pretrained:synth) instead of new weights: the same time as best, the pretraining "
+                "done once and shipped",
+        options={**_BEST, "init_from": "pretrained:synth"},
+        tta=16, data_name="best"),
     "best-ensemble": Recipe(
         name="best-ensemble",
         summary="two runs of best (seeds 0 and 1, each validating on its own 10%) averaged by score and "

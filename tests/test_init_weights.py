@@ -106,3 +106,19 @@ def test_the_shell_takes_init_from(files, tmp_path):
     assert "is a run of model galaxy_cnn, this fit trains model vgg6" in result.output
     assert "Traceback" not in result.output
     keras.backend.clear_session()
+
+
+def test_best_synth_starts_from_the_shipped_simulation_network():
+    """The recipe's start model fits the recipe's network, weight for weight (a change to best would break it)."""
+    from galaxytrain.recipes import resolve_fit_config
+    from galaxytrain.training.fit import build_model
+    from galaxytrain.training.init_weights import initialised_model
+
+    config = resolve_fit_config("best-synth", "d.h5", "run")
+    assert config.init_from == "pretrained:synth"
+    shipped = galaxytrain.load("synth")
+    assert shipped.record["config"]["model"] == config.model and shipped.record["config"]["head"] == config.head
+    assert shipped.record["model"]["input_shape"][0] == config.input_size
+    model = initialised_model(build_model(config, config.input_size), config.init_from)
+    for ours, theirs in zip(model.get_weights(), shipped.model.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
