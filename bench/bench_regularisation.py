@@ -12,7 +12,8 @@ holdout, which no trial chose anything on. A run already complete is reused.
 The trial "synth" is simulation as pretraining: `galaxyprep synth` makes
 12,000 galaxies whose votes obey the decision tree, `fit --recipe best
 --epochs 12` trains on them (its minutes reported apart), and the trial
-starts from those weights (`--init-from`) instead of the seed's.
+starts from those weights (`--init-from`) instead of the seed's. "synth30"
+pretrains 30 epochs on the same galaxies: does a longer first stage help?
 
     python bench/bench_regularisation.py [--trials base ema colour ...] [--precision native|float32]
 
@@ -34,10 +35,16 @@ from _common import OUT, galaxytrain, machine  # noqa: E402
 
 TAG = "c207_69_s2026"
 EPOCHS = 50
-#: The synthetic pretraining stage: galaxies, their seed, epochs.
-SYNTH_N, SYNTH_SEED, SYNTH_EPOCHS = 12_000, 0, 12
+#: The synthetic pretraining stage: galaxies and their seed.
+SYNTH_N, SYNTH_SEED = 12_000, 0
 SYNTH_DIR = OUT / "synth_pretrain"
-SYNTH_RUN = OUT / "runs" / f"synth_pretrain_{SYNTH_N // 1000}k_e{SYNTH_EPOCHS}"
+#: Pretraining trial -> its epochs on the synthetic galaxies (12: the shipped pretrained:synth).
+SYNTH_EPOCHS = {"synth": 12, "synth30": 30}
+
+
+def synth_run(epochs: int) -> Path:
+    return OUT / "runs" / f"synth_pretrain_{SYNTH_N // 1000}k_e{epochs}"
+
 
 #: name -> (what changes, the options added to `fit --recipe best --epochs 50`).
 TRIALS: dict[str, tuple[str, list[str]]] = {
@@ -50,12 +57,12 @@ TRIALS: dict[str, tuple[str, list[str]]] = {
                ["--model", "galaxy_parts_maxout"]),
     "views": ("stronger views: zoom up to 1.3, shifts up to 4 px (the recipe's 1.15 and 2)",
               ["--max-zoom", "1.3", "--max-shift", "4"]),
-    "synth": (f"first {SYNTH_EPOCHS} epochs of best on {SYNTH_N:,} galaxyprep synth galaxies",
-              ["--init-from", str(SYNTH_RUN)]),
+    **{name: (f"first {epochs} epochs of best on {SYNTH_N:,} galaxyprep synth galaxies",
+              ["--init-from", str(synth_run(epochs))]) for name, epochs in SYNTH_EPOCHS.items()},
 }
 
 
-def pretrain_on_synth(extra: list[str]) -> float:
+def pretrain_on_synth(epochs: int, extra: list[str]) -> float:
     """The synthetic stage (made once): its galaxies, their file at best's crop and size, the run; its minutes."""
     images = SYNTH_DIR / "gz"
     if not (images / "training_solutions_rev1.csv").exists():
@@ -66,9 +73,10 @@ def pretrain_on_synth(extra: list[str]) -> float:
         subprocess.run([sys.executable, "-m", "galaxyprep", "build", "--recipe", "best", "--images",
                         str(images / "images_training_rev1"), "--labels", str(images / "training_solutions_rev1.csv"),
                         "--out", str(data), "--no-progress"], check=True)
-    galaxytrain(["fit", "--recipe", "best", "--epochs", str(SYNTH_EPOCHS), "--data", str(data), "--out",
-                  str(SYNTH_RUN), "--no-progress", *extra])
-    state = json.loads((SYNTH_RUN / "state.json").read_text())
+    run = synth_run(epochs)
+    galaxytrain(["fit", "--recipe", "best", "--epochs", str(epochs), "--data", str(data), "--out", str(run),
+                  "--no-progress", *extra])
+    state = json.loads((run / "state.json").read_text())
     return round(sum(row["epoch_time_s"] for row in state["history"]) / 60, 1)
 
 
@@ -77,7 +85,7 @@ def trial(name: str, data: Path, holdout: Path, precision: str) -> dict:
     run = OUT / "runs" / f"reg_{name}_{TAG}"
     report = OUT / f"report_reg_{name}_{TAG}.json"
     extra = [] if precision == "native" else ["--no-mixed-precision"]
-    before = pretrain_on_synth(extra) if name == "synth" else 0.0
+    before = pretrain_on_synth(SYNTH_EPOCHS[name], extra) if name in SYNTH_EPOCHS else 0.0
     galaxytrain(["fit", "--recipe", "best", "--epochs", str(EPOCHS), "--data", str(data), "--out", str(run),
                   "--no-progress", *options, *extra])
     if not report.exists() or report.stat().st_mtime < (run / "best.keras").stat().st_mtime:
