@@ -53,6 +53,8 @@ class Recipe:
 _BEST = dict(model="galaxy_parts", head="tree", loss="mse", augment="rotate", input_size=64, max_shift=2.0,
              max_zoom=1.15, learning_rate=1e-3, lr_schedule="cosine", weight_decay=0.0, batch_size=64, epochs=80,
              tree_warmup_epochs=0)
+#: best started from the shipped simulation-pretrained network; its recipes differ in their seeds alone.
+_BEST_SYNTH = {**_BEST, "init_from": "pretrained:synth"}
 
 RECIPES: dict[str, Recipe] = {
     "baseline": Recipe(
@@ -82,7 +84,7 @@ RECIPES: dict[str, Recipe] = {
                 "(--init-from pretrained:synth) instead of new weights: best's time (the pretraining is shipped); "
                 "0.0889 and 0.0887 on the bench holdout (seeds 0, 1) against best's 0.0899 and 0.0898, a gain "
                 "that grows with fewer labelled galaxies (-2.2% at half of them)",
-        options={**_BEST, "init_from": "pretrained:synth"},
+        options=_BEST_SYNTH,
         tta=16, data_name="best"),
     "best-synth-ensemble": Recipe(
         name="best-synth-ensemble",
@@ -90,7 +92,7 @@ RECIPES: dict[str, Recipe] = {
                 "holdout against best-ensemble's 0.0889, at the same cost (twice best's time: about 90 min with "
                 "bfloat16, 2.4 h in float32 on 2 cores for the 5,866 shared images); the most accurate recipe "
                 "within 3 hours",
-        options={**_BEST, "init_from": "pretrained:synth"},
+        options=_BEST_SYNTH,
         tta=16, data_name="best", seeds=(0, 1)),
     "best-ensemble": Recipe(
         name="best-ensemble",
