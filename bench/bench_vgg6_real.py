@@ -129,7 +129,7 @@ def main() -> None:
     print(f"{command}: mean predictor (training mean) on the holdout {mean_rmse:.4f}")
     for entry in summary["results"]:
         extra = (f", best epoch {entry['best_epoch']}, validation RMSE {entry['val_rmse']:.4f}"
-                 if "best_epoch" in entry else "")
+                 if entry.get("val_rmse") is not None else "")
         print(f"  {entry['name']}: holdout RMSE {entry['holdout_rmse']:.4f} (tta {tta}), per-question accuracy "
               f"mean {entry['question_accuracy_mean']:.3f}; trained {entry['train_minutes']:.1f} min on this CPU{extra}")
 

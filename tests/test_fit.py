@@ -88,6 +88,24 @@ def test_fit_writes_every_artifact_and_consistent_numbers(tiny, tmp_path):
     assert (out / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_without_a_validation_split_every_galaxy_trains_and_the_lowest_training_loss_is_kept(tiny, tmp_path):
+    # --val-fraction 0, as best-synth-ensemble's members train: nothing is held out, so best.keras is the
+    # epoch of lowest training loss and the run records no validation figures.
+    out = tmp_path / "run"
+    logged = []
+    result = fit(_config(tiny, out, epochs=3, val_fraction=0.0), log=logged.append)
+    split = json.loads((out / "config.json").read_text())["split"]
+    assert split["n_train"] == 96 and split["n_val"] == 0
+    state = json.loads((out / "state.json").read_text())
+    assert state["monitor"] == "loss"
+    history = read_history_csv(out / "history.csv")
+    assert all(row.get("val_loss") is None for row in history)
+    assert state["best_epoch"] == result.best_epoch == min(history, key=lambda r: r["loss"])["epoch"]
+    assert state["best_sha256"] == sha256_file(out / "best.keras")
+    assert result.best_val_rmse is None and result.baseline_val_rmse is None
+    assert any("0 validation" in line for line in logged)
+
+
 def test_fit_resumes_with_the_optimizer_state_and_refuses_other_options(tiny, tmp_path):
     out = tmp_path / "run"
     fit(_config(tiny, out, epochs=1, limit=64), log=lambda s: None)
