@@ -89,8 +89,9 @@ def test_fit_writes_every_artifact_and_consistent_numbers(tiny, tmp_path):
 
 
 def test_without_a_validation_split_every_galaxy_trains_and_the_lowest_training_loss_is_kept(tiny, tmp_path):
-    # --val-fraction 0, as best-synth-ensemble's members train: nothing is held out, so best.keras is the
-    # epoch of lowest training loss and the run records no validation figures.
+    # --val-fraction 0 (a final model on all of one's galaxies; bench/RESULTS.md measured it for ensemble
+    # members): nothing is held out, so best.keras is the epoch of lowest training loss, and no validation
+    # figures are recorded.
     out = tmp_path / "run"
     logged = []
     result = fit(_config(tiny, out, epochs=3, val_fraction=0.0), log=logged.append)
