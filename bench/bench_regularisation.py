@@ -31,15 +31,17 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 from _common import OUT, galaxytrain, machine  # noqa: E402
+from scripts.train_pretrained import SHIPPED  # noqa: E402
 
 TAG = "c207_69_s2026"
 EPOCHS = 50
-#: The synthetic pretraining stage: galaxies and their seed.
-SYNTH_N, SYNTH_SEED = 12_000, 0
+#: The synthetic pretraining stage, as the shipped pretrained:synth was made: galaxies and their seed.
+SYNTH_N, SYNTH_SEED = SHIPPED["synth"]["synth"]["n"], SHIPPED["synth"]["synth"]["seed"]
 SYNTH_DIR = OUT / "synth_pretrain"
-#: Pretraining trial -> its epochs on the synthetic galaxies (12: the shipped pretrained:synth).
-SYNTH_EPOCHS = {"synth": 12, "synth30": 30}
+#: Pretraining trial -> its epochs on the synthetic galaxies ("synth": the shipped network's).
+SYNTH_EPOCHS = {"synth": SHIPPED["synth"]["epochs"], "synth30": 30}
 
 
 def synth_run(epochs: int) -> Path:

@@ -104,7 +104,7 @@ def test_without_a_validation_split_every_galaxy_trains_and_the_lowest_training_
     assert state["best_epoch"] == result.best_epoch == min(history, key=lambda r: r["loss"])["epoch"]
     assert state["best_sha256"] == sha256_file(out / "best.keras")
     assert result.best_val_rmse is None and result.baseline_val_rmse is None
-    assert any("0 validation" in line for line in logged)
+    assert any("96 train, 0 validation" in line for line in logged)
 
 
 def test_fit_resumes_with_the_optimizer_state_and_refuses_other_options(tiny, tmp_path):
