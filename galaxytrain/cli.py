@@ -107,6 +107,10 @@ def fit(
                                         help=_d("model", "Model name (galaxytrain models).")),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=_d("epochs", "Total epochs (a resumed run "
                                                                              "continues up to this).")),
+    hours: Optional[float] = typer.Option(None, "--hours", help=_d(
+        "hours", "Hours to train for: after the first epoch, as many epochs as fit in them at its speed, with a "
+                 "margin (--epochs at most), the learning-rate schedule spanning them; an ensemble's members "
+                 "share them. 0: no budget, exactly --epochs.")),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help=_d("batch_size", "Images per step; per replica under --strategy.")),
     val_fraction: Optional[float] = typer.Option(None, "--val-fraction",
                                                  help=_d("val_fraction", "Fraction held out for validation (0: none).")),
@@ -196,7 +200,7 @@ def fit(
         from .training import fit as fit_run
 
         config = resolve_fit_config(
-            recipe, data, out, model=model, epochs=epochs, batch_size=batch_size, val_fraction=val_fraction,
+            recipe, data, out, model=model, epochs=epochs, hours=hours, batch_size=batch_size, val_fraction=val_fraction,
             seed=seed, augment=augment, input_size=input_size, max_shift=max_shift, max_zoom=max_zoom,
             loader_workers=loader_workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size,
             learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, limit=limit,

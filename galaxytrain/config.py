@@ -36,7 +36,12 @@ class FitConfig:
     data: Path
     out: Path
     model: str = "vgg6"
+    #: The epochs of the run; with `hours`, the most it may plan.
     epochs: int = 20
+    #: A time budget: after the first epoch, plan as many epochs as fit in this many hours at its speed
+    #: (at most `epochs`; `galaxytrain.training.budget`), committed with that epoch, so a resumed run keeps
+    #: them. An ensemble's members share it. None or 0: exactly `epochs`. Not a resume key.
+    hours: float | None = None
     batch_size: int = 64
     val_fraction: float = 0.1
     seed: int = 0
@@ -124,6 +129,10 @@ class FitConfig:
 
         if self.epochs < 1:
             bad("--epochs", f"must be at least 1, got {self.epochs}")
+        if self.hours is not None and not 0 <= self.hours < 1e4:
+            bad("--hours", f"must be a number of hours (0: no budget, exactly --epochs), got {self.hours}")
+        if self.hours and self.strategy != "none":
+            bad("--hours", f"plans one process's epochs; under --strategy {self.strategy} give --epochs")
         if self.batch_size < 1:
             bad("--batch-size", f"must be at least 1, got {self.batch_size}")
         if not 0.0 <= self.val_fraction < 1.0:

@@ -34,6 +34,9 @@ class RunDirCallback(keras.callbacks.Callback):
         self.restart_best_at = restart_best_at  # 1-based epoch that any finite value makes best
         self._t0 = 0.0
 
+    def set_total_epochs(self, epochs: int) -> None:
+        self.total_epochs = int(epochs)
+
     def on_epoch_begin(self, epoch, logs=None):
         reset_peak_gpu_memory()
         self._t0 = time.perf_counter()
@@ -210,6 +213,9 @@ class EpochProgress(keras.callbacks.Callback):
         super().__init__()
         self.n_images, self.batch_size, self.epochs = n_images, batch_size, epochs
         self._bar: Progress | None = None
+
+    def set_total_epochs(self, epochs: int) -> None:
+        self.epochs = int(epochs)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._bar = Progress(self.n_images, f"epoch {epoch + 1}/{self.epochs}")

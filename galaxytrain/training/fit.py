@@ -32,6 +32,7 @@ from ..run_dir import RunDir
 from . import distribute
 from .callbacks import (EnableTreeNormalization, EpochProgress, LogLearningRate, OpenEncoder, RunDirCallback,
                         StopOnDivergence, StopWhenStale, ValidateAveragedWeights, is_stale)
+from .budget import PlanEpochs, describe_plan
 from .data_record import DATA_KEYS, TrainingData, prepare_data
 from .finetune import check_start_data, finetune_model
 from .init_weights import check_init_data, initialised_model
@@ -56,6 +57,8 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     #: `distribute.weights_fingerprint` of the final weights: equal across the workers of one run.
     weights_fingerprint: str | None = None
+    #: The epochs a time budget (``--hours``) planned for the run; None without one.
+    planned_epochs: int | None = None
 
 
 def fit(config: FitConfig, log: Log = print) -> FitResult:
@@ -77,19 +80,31 @@ def fit_ensemble(config: FitConfig, seeds: list[int], log: Log = print) -> list[
 
     Each member is an ordinary run, trained in turn: rerunning the same call
     resumes the member that was interrupted and passes over finished ones.
-    `score` and `predict` given the folder average its members.
+    `score` and `predict` given the folder average its members. A time
+    budget (``hours``) is shared: the first member plans its epochs within
+    its part, and the others train as many.
     """
     from ..ensemble import prepare_ensemble
 
     config.check()
     with exclusive_lock(config.out):
         members = prepare_ensemble(config.out, seeds, config.overwrite)
-        results = []
+        results: list[FitResult] = []
+        planned = None
+        if config.hours:
+            log(f"ensemble {config.out}: a time budget of {config.hours:g} h for {len(members)} members, "
+                f"{config.hours / len(members):g} h each; the first plans the epochs of all")
         for seed, member in zip(seeds, members):
             log(f"ensemble {config.out}: member {member.name} (--seed {seed}), {len(results) + 1} of {len(members)}")
-            one = replace(config, out=member, seed=int(seed))
+            if not config.hours:
+                one = replace(config, out=member, seed=int(seed))
+            elif planned is None:
+                one = replace(config, out=member, seed=int(seed), hours=config.hours / len(members))
+            else:
+                one = replace(config, out=member, seed=int(seed), epochs=planned, hours=None)
             one.recipe = config.recipe
             results.append(fit(one, log))
+            planned = planned or results[-1].planned_epochs
         return results
 
 
@@ -141,6 +156,7 @@ def _configure_gpus(config: FitConfig, data: TrainingData, log: Log, resumed_pol
 def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: TrainingData, log: Log) -> FitResult:
     size = input_size(config, f.size)
     initial_epoch = int(state["epochs_done"])
+    planning = _budget(config, state, run, data, initial_epoch, log)
     model = _start_model(config, size, state, run.last, data, log)
     _log_start(config, data, model, size, initial_epoch, run, log)
     if initial_epoch >= config.epochs or is_stale(state, config.patience):
@@ -155,12 +171,36 @@ def _train(config: FitConfig, f: GalaxyFile, run: RunDir, state: dict, data: Tra
         # shuffle=False: the batches are already shuffled, from (seed, epoch, index); Keras'
         # own shuffle of their order draws on a global generator that a resumed run cannot replay.
         model.fit(train, validation_data=val, epochs=config.epochs, initial_epoch=initial_epoch,
-                  callbacks=_callbacks(config, run, state, data, len(train), log), verbose=0, shuffle=False)
+                  callbacks=_callbacks(config, run, state, data, len(train), log, planning=planning), verbose=0,
+                  shuffle=False)
     finally:
         for ds in (train, val):
             if ds is not None:
                 ds.close()
     return _result(run, state, initial_epoch, data.baseline, distribute.weights_fingerprint(model))
+
+
+def _budget(config: FitConfig, state: dict, run: RunDir, data: TrainingData, initial_epoch: int, log: Log) -> bool:
+    """Whether this run plans its epochs at its first epoch's end (``--hours``; `budget`).
+
+    A run that planned before keeps its plan; one that started without a
+    budget keeps the epochs it started with (a budget is planned from the
+    start, never part-way). Either way config.epochs becomes the run's length.
+    """
+    if not config.hours:
+        return False
+    plan = state.get("plan")
+    if plan is None and initial_epoch == 0:
+        return True
+    if plan is not None:
+        config.epochs = int(plan["epochs"])
+        data.record["plan"] = plan
+    else:
+        config.epochs = int((run.read_config() or {}).get("config", {}).get("epochs") or config.epochs)
+        log(f"note: --hours plans a run's epochs at its first epoch; {run.path} started without a budget and "
+            f"keeps its length ({config.epochs} epoch{'s' if config.epochs != 1 else ''})")
+    data.record["config"]["epochs"] = config.epochs
+    return False
 
 
 def _fit_distributed(config: FitConfig, log: Log) -> FitResult:
@@ -357,11 +397,13 @@ def colour_noise(config: FitConfig, f: GalaxyFile, data: TrainingData) -> Colour
 
 def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, steps_per_epoch: int,
                log: Log, n_images: int | None = None, batch_size: int | None = None,
-               tensorboard: bool = True) -> list[keras.callbacks.Callback]:
+               tensorboard: bool = True, planning: bool = False) -> list[keras.callbacks.Callback]:
     """The progress bar first (closed before our epoch line), then the schedules, then the commit.
 
     The schedules act at epoch and batch begin, from the epoch number alone,
-    so a resumed run picks them up where it stopped.
+    so a resumed run picks them up where it stopped. `planning` (``--hours``):
+    the plan after the first epoch, before its commit, sets every callback's
+    length (config.epochs until then being the ceiling).
     """
     warmup = config.tree_warmup_epochs if config.head == "tree" else 0
     # A terminal gets a live bar inside each epoch; a log file only our line per epoch.
@@ -383,10 +425,22 @@ def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, 
         callbacks += [LogLearningRate(), keras.callbacks.TensorBoard(log_dir=str(config.tensorboard))]
     # The first epoch with the tree normalisation on starts the choice of best.keras afresh:
     # losses of the unnormalised outputs are not comparable with the model that is kept.
-    callbacks.append(RunDirCallback(run, state, state["monitor"], n_images, data.baseline, log,
-                                    total_epochs=config.epochs, restart_best_at=warmup + 1 if warmup else None))
+    commit = RunDirCallback(run, state, state["monitor"], n_images, data.baseline, log, total_epochs=config.epochs,
+                            restart_best_at=warmup + 1 if warmup else None)
+    callbacks.append(commit)
     if config.patience:
         callbacks.append(StopWhenStale(state, config.patience, log))
+    if planning:
+        def on_plan(epochs: int) -> None:
+            config.epochs = data.record["config"]["epochs"] = epochs
+            data.record["plan"] = state["plan"]
+            run.write_config(data.record)
+            for callback in callbacks:
+                if hasattr(callback, "set_total_epochs"):
+                    callback.set_total_epochs(epochs)
+            log(describe_plan(state["plan"]))
+
+        callbacks.insert(callbacks.index(commit), PlanEpochs(config.hours, config.epochs, state, on_plan))
     return callbacks
 
 
@@ -454,4 +508,5 @@ def _result(run: RunDir, state: dict, initial_epoch: int, baseline: float | None
                      best_epoch=state.get("best_epoch"),
                      best_val_loss=None if best is None else best.get("val_loss"),
                      best_val_rmse=None if best is None else best.get("val_rmse"),
-                     baseline_val_rmse=baseline, history=history, weights_fingerprint=fingerprint)
+                     baseline_val_rmse=baseline, history=history, weights_fingerprint=fingerprint,
+                     planned_epochs=(state.get("plan") or {}).get("epochs"))

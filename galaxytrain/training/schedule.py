@@ -150,6 +150,10 @@ class LearningRateSchedule(keras.callbacks.Callback):
         self.steps_per_epoch = int(steps_per_epoch)
         self._epoch = 0
 
+    def set_total_epochs(self, epochs: int) -> None:
+        """Span `epochs` from the next batch on (a budget's plan, `budget.PlanEpochs`)."""
+        self.total_steps = max(1, int(epochs) * self.steps_per_epoch)
+
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = int(epoch)
 
