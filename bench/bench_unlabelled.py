@@ -4,14 +4,14 @@ Dieleman found no use for the test images because hard pseudo-labels do not
 suit vote fractions. Soft ones do: the teachers (trained runs, averaged
 with the recipe's 16 views) predict the 37 vote fractions of every
 unlabelled galaxy in ../shared/data/gz/images_test, and a student trains
-with `galaxytrain fit --recipe best` on the labelled training galaxies of
+with `galaxytrain fit --recipe best` (or `--recipe`) on the labelled training galaxies of
 bench_vgg6_real.py's split plus those galaxies with the teachers' votes as
 labels (knowledge distillation through unlabelled images). It is scored on
 the same 1,156 holdout galaxies as the teachers, which nothing here chose
 anything on; fit's 10% validation split mixes labelled and soft-labelled
 galaxies.
 
-    python bench/bench_unlabelled.py --teacher RUN [--teacher RUN ...] [--seeds 0 1]
+    python bench/bench_unlabelled.py --teacher RUN [--teacher RUN ...] [--seeds 0 1] [--recipe best-synth]
 
 The students are also scored averaged with each other (several seeds), and
 with the teachers.
@@ -51,6 +51,7 @@ def main() -> None:
                     help="a run folder trained on the split's training galaxies (repeat: their average)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="the students' fit --seed, one each")
     ap.add_argument("--name", default="distil", help="names the student's files in bench/out")
+    ap.add_argument("--recipe", default="best", help="the students' fit --recipe (best-synth: from pretrained:synth)")
     args = ap.parse_args()
     holdout = OUT / f"real_holdout_{TAG}.h5"
     train_ids = OUT / f"ids_train_{TAG}.txt"
@@ -85,7 +86,7 @@ def main() -> None:
     # 3. The students, and everything scored on the holdout.
     students = [OUT / "runs" / f"{args.name}_{TAG}_seed{seed}" for seed in args.seeds]
     for seed, run in zip(args.seeds, students):
-        galaxytrain(["fit", "--recipe", "best", "--data", str(data), "--out", str(run), "--seed", str(seed),
+        galaxytrain(["fit", "--recipe", args.recipe, "--data", str(data), "--out", str(run), "--seed", str(seed),
                       "--no-progress"])
     rows = []
     for teacher in args.teacher:
