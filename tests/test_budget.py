@@ -135,3 +135,14 @@ def test_bad_budgets_are_input_errors(tiny, tmp_path):
     with pytest.raises(InputError, match="under --strategy mirrored give --epochs"):
         _config(tiny, tmp_path / "bad", strategy="mirrored").check()
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_cli_passes_hours_on(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from galaxytrain.cli import app
+
+    result = CliRunner().invoke(app, ["fit", "--data", str(tiny), "--out", str(tmp_path / "run"), "--hours", "-2",
+                                      "--no-progress"])
+    assert result.exit_code == 1 and "--hours: must be a number of hours" in result.output, result.output
+    assert "Traceback" not in result.output

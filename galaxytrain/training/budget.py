@@ -57,7 +57,8 @@ class PlanEpochs(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if "plan" not in self.state:
             seconds = perf_counter() - self._t0
-            self.state["plan"] = {"hours": self.hours, "ceiling": self.ceiling, "margin": MARGIN, "epoch_seconds": round(seconds, 3),
+            self.state["plan"] = {"hours": self.hours, "ceiling": self.ceiling, "margin": MARGIN,
+                                  "epoch_seconds": round(seconds, 3),
                                   "epochs": planned_epochs(seconds, self.hours, self.ceiling)}
             self.on_plan(self.state["plan"]["epochs"])
         if epoch + 1 >= self.state["plan"]["epochs"]:
