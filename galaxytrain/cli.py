@@ -201,7 +201,8 @@ def fit(
 
         config = resolve_fit_config(
             recipe, data, out, model=model, epochs=epochs, hours=hours, batch_size=batch_size,
-            val_fraction=val_fraction, seed=seed, augment=augment, input_size=input_size, max_shift=max_shift, max_zoom=max_zoom,
+            val_fraction=val_fraction, seed=seed, augment=augment, input_size=input_size, max_shift=max_shift,
+            max_zoom=max_zoom,
             loader_workers=loader_workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size,
             learning_rate=learning_rate, lr_schedule=lr_schedule, weight_decay=weight_decay, limit=limit,
             gpu_memory_limit=gpu_memory_limit, memory_growth=memory_growth, mixed_precision=mixed_precision,

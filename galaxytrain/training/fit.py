@@ -193,14 +193,19 @@ def _budget(config: FitConfig, state: dict, run: RunDir, data: TrainingData, ini
     if plan is None and initial_epoch == 0:
         return True
     if plan is not None:
-        config.epochs = int(plan["epochs"])
-        data.record["plan"] = plan
-    else:
-        config.epochs = int((run.read_config() or {}).get("config", {}).get("epochs") or config.epochs)
-        log(f"note: --hours plans a run's epochs at its first epoch; {run.path} started without a budget and "
-            f"keeps its length ({config.epochs} epoch{'s' if config.epochs != 1 else ''})")
-    data.record["config"]["epochs"] = config.epochs
+        _adopt_plan(config, data, plan)
+        return False
+    config.epochs = data.record["config"]["epochs"] = \
+        int((run.read_config() or {}).get("config", {}).get("epochs") or config.epochs)
+    log(f"note: --hours plans a run's epochs at its first epoch; {run.path} started without a budget and "
+        f"keeps its length ({config.epochs} epoch{'s' if config.epochs != 1 else ''})")
     return False
+
+
+def _adopt_plan(config: FitConfig, data: TrainingData, plan: dict) -> None:
+    """The plan's epochs become the run's length, in `config` and in the record config.json keeps."""
+    config.epochs = data.record["config"]["epochs"] = int(plan["epochs"])
+    data.record["plan"] = plan
 
 
 def _fit_distributed(config: FitConfig, log: Log) -> FitResult:
@@ -432,8 +437,7 @@ def _callbacks(config: FitConfig, run: RunDir, state: dict, data: TrainingData, 
         callbacks.append(StopWhenStale(state, config.patience, log))
     if planning:
         def on_plan(epochs: int) -> None:
-            config.epochs = data.record["config"]["epochs"] = epochs
-            data.record["plan"] = state["plan"]
+            _adopt_plan(config, data, state["plan"])
             run.write_config(data.record)
             for callback in callbacks:
                 if hasattr(callback, "set_total_epochs"):
