@@ -14,7 +14,9 @@ with its number of test-time views; --crop, --size, --epochs and --tta
 override them. With --seeds A B ...: one run per seed (fit's --seed: its
 validation split, shuffle and initial weights), each scored alone, then
 their average as an ensemble; an ensemble recipe (best-ensemble) runs its
-own seeds so.
+own seeds so. A recipe with a student (best-synth-distil) trains as one
+`fit --unlabelled` on the unlabelled images_test galaxies, and each of its
+members, the student last, is scored alone and then all of them averaged.
 
     python bench/bench_vgg6_real.py [--epochs 20] [--size 96] [--holdout 0.2] [--tta 1]
     python bench/bench_vgg6_real.py --recipe best [--seeds 0 1] [--reuse]
@@ -83,11 +85,21 @@ def main() -> None:
     if args.epochs or not recipe:
         options += ["--epochs", str(args.epochs or 20)]
     galaxytrain = str(Path(sys.executable).parent / "galaxytrain")
-    # An ensemble recipe's members run here one by one (fit --seed S), so that each is scored alone too.
+    # An ensemble recipe's members run here one by one (fit --seed S), so that each is scored alone too;
+    # one with a student runs as the one command a user gives (the student needs its teachers), its
+    # members scored alone after it.
     seeds = args.seeds or (list(recipe.seeds) if recipe and recipe.seeds else [None])
     fit_options = options + ([] if args.reuse else ["--overwrite"]) + args.extra.split()
     runs = []
-    for seed in seeds:
+    if recipe is not None and recipe.student and not args.seeds:
+        unlabelled = build_file(SHARED_GZ / "images_test", OUT / f"real_test_{tag.rsplit('_s', 1)[0]}.h5",
+                                size=size, crop=crop)
+        folder = OUT / f"runs/{label}_{tag}"
+        subprocess.run([galaxytrain, "fit", "--data", str(train), "--out", str(folder), "--unlabelled",
+                        str(unlabelled)] + fit_options, check=True)
+        runs = [folder / name for name in json.loads((folder / "ensemble.json").read_text())["members"]]
+        fit_options += ["--unlabelled", str(unlabelled)]  # for the command the summary shows
+    for seed in seeds if not runs else []:
         run = OUT / (f"runs/{label}_{tag}" + ("" if seed is None else f"_seed{seed}"))
         seed_option = [] if seed is None else ["--seed", str(seed)]
         subprocess.run([galaxytrain, "fit", "--data", str(train), "--out", str(run)] + fit_options + seed_option,
@@ -103,6 +115,8 @@ def main() -> None:
     mean_rmse = float(np.sqrt(((y - mean) ** 2).mean()))
     # Each run alone, then (with several seeds) their average: the ensemble.
     scored = [([run], run.name) for run in runs] + ([(runs, f"ensemble of {len(runs)}")] if len(runs) > 1 else [])
+    if "--unlabelled" in fit_options and len(runs) > 2:  # what the student adds to its teachers
+        scored.insert(-1, (runs[:-1], f"teachers of {len(runs) - 1}"))
     results = []
     for members, name in scored:
         suffix = "" if seeds == [None] else "_" + name.replace(" ", "_")
@@ -112,7 +126,8 @@ def main() -> None:
         r = json.loads(report.read_text())
         results.append((name, members, r))
     # One run per seed; the command shown is the one they share.
-    command = "galaxytrain fit " + " ".join(fit_options) + ("" if seeds == [None] else f" --seed S for S in {seeds}")
+    one_by_one = seeds != [None] and not (recipe is not None and recipe.student and not args.seeds)
+    command = "galaxytrain fit " + " ".join(fit_options) + (f" --seed S for S in {seeds}" if one_by_one else "")
     summary = {"command": command, "crop": crop, "size": size, "tta": tta, "seeds": seeds,
                "holdout_mean_predictor_rmse": mean_rmse, "results": []}
     for name, members, r in results:

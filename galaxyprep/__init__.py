@@ -10,7 +10,8 @@ from .builder import BuildConfig, BuildSummary
 from .builder import build as build_galaxy_file  # a BuildConfig's build; `build` takes the options
 from .errors import InputError
 from .interrupts import Terminated, sigterm_interrupts
-from .galaxy_file import GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file
+from .galaxy_file import (GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file,
+                          write_joined_galaxy_file)
 from .label_schema import LabelSchema
 from .kernels import crop_resize, normalize_batch, normalize_batch_serial
 from .outputs import check_output, disk_errors, disk_problem, exclusive_lock, same_path
@@ -71,6 +72,7 @@ __all__ = [
     "parent_totals",
     "read_info",
     "write_galaxy_file",
+    "write_joined_galaxy_file",
     "write_json_atomic",
     "write_text_atomic",
 ]

@@ -792,3 +792,56 @@ def write_galaxy_file(out: str | Path, images: np.ndarray, ids: np.ndarray,
                 "build_params": {}, "skipped": [], "galaxyprep_version": __version__, "decoder": "none"}
         base.update(attrs or {})
         return w.commit(base)
+
+
+def write_joined_galaxy_file(out: str | Path, first: GalaxyFile, second: GalaxyFile, second_labels: np.ndarray,
+                             attrs: dict, block_images: int = 256) -> Path:
+    """The galaxies of two files of one build as one labelled file, GalaxyIDs ascending, streamed in blocks.
+
+    `first` keeps its labels; `second`'s rows get `second_labels` (one row
+    per galaxy of `second`, in its order: e.g. a model's answers for a test
+    set). A galaxy of `second` that `first` holds too is left out: `first`'s
+    label wins. Crop, build parameters and decoder are `first`'s; `attrs`
+    adds to them (the source, and whatever says where the labels came from).
+    Written through `GalaxyFileWriter`, so an interrupted join leaves no file.
+    """
+    if (first.size, first.info.crop) != (second.size, second.info.crop):
+        raise InputError(second.path, f"was built with --crop {second.info.crop} --size {second.size}, "
+                                      f"{first.path} with --crop {first.info.crop} --size {first.size}: "
+                                      "build both alike to join them")
+    schema = first.label_schema
+    if schema is None:
+        raise InputError(first.path, "has no labels; the first file of a join gives the labels' columns")
+    second_labels = np.asarray(second_labels, dtype=np.float32)
+    if second_labels.shape != (second.n_images, schema.width):
+        raise InputError(second.path, f"holds {second.n_images} galaxies but {second_labels.shape[0]} label rows of "
+                                      f"{second_labels.shape[1:]} columns were given for them (expected "
+                                      f"{schema.width})")
+    n_first = first.n_images
+    added = np.flatnonzero(~np.isin(second.ids, first.ids))  # rows of `second` that join
+    ids = np.concatenate([first.ids, second.ids[added]])
+    order = np.argsort(ids, kind="stable")  # both parts ascending: any window of `order` is one
+    size = first.size                         # contiguous range of each part
+    with GalaxyFileWriter(out, size, len(ids), schema, first.chunk_images) as w:
+        for lo in range(0, len(ids), block_images):
+            rows = order[lo:lo + block_images]
+            from_first = rows < n_first
+            a = rows[from_first]
+            b = added[rows[~from_first] - n_first]
+            images = np.empty((len(rows), size, size, 3), dtype=np.uint8)
+            labels = np.empty((len(rows), schema.width), dtype=np.float32)
+            if a.size:
+                images[from_first] = first.images(int(a[0]), int(a[-1]) + 1)
+                labels[from_first] = first.labels(int(a[0]), int(a[-1]) + 1)
+            if b.size:
+                images[~from_first] = second.images(int(b[0]), int(b[-1]) + 1)[b - b[0]]
+                labels[~from_first] = second_labels[b]
+            x = images.reshape(len(rows), -1, 3).astype(np.float64)
+            sums = np.concatenate([x.sum(axis=1), (x * x).sum(axis=1)], axis=1)
+            w.append(images, ids[rows], labels, sums)
+        info = first.info
+        base = {"crop": info.crop, "size": size, "build_params": info.build_params, "skipped": [],
+                "galaxyprep_version": __version__, "decoder": info.decoder,
+                "source": f"{info.source} + {second.info.source}", "labels_source": info.labels_source}
+        base.update(attrs)
+        return w.commit(base)

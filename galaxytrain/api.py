@@ -32,6 +32,8 @@ def fit(data: str | Path, out: str | Path, recipe: str | None = None, *, seeds: 
     `seeds`: one run per seed in the ensemble folder `out` (``--seeds``),
     a list of results; predict and score take the folder as one model. An
     ensemble recipe (best-ensemble) trains its own seeds unless `seed` is given.
+    ``unlabelled="test.h5"`` with an ensemble: the members' soft votes on
+    those galaxies then teach a student, the last member (``fit --unlabelled``).
     """
     _tensorflow()
     from .recipes import recipe_seeds, resolve_fit_config

@@ -120,6 +120,11 @@ def fit(
         None, "--seeds", metavar="S,S,...",
         help="Train one run per seed (e.g. 0,1,2) into --out as an ensemble folder; score and predict take the "
              "folder and average its runs. Rerunning resumes the member that was interrupted."),
+    unlabelled: Optional[Path] = typer.Option(
+        None, "--unlabelled", metavar="FILE",
+        help="With --seeds or an ensemble recipe: after the members, a student trains on --data and on the members' "
+             "soft votes for this galaxyprep file's unlabelled galaxies (built alike, e.g. the test set), and joins "
+             "the ensemble as one more member."),
     augment: Optional[Augment] = typer.Option(None, "--augment", help=_d(
         "augment", "dihedral: random 90-degree turns and flips; rotate: any angle, zoom, shift, flip.")),
     input_size: Optional[int] = typer.Option(None, "--input-size", help=_d(
@@ -209,7 +214,7 @@ def fit(
             jit_compile=jit_compile, head=head, loss=loss, tree_warmup_epochs=tree_warmup_epochs, overwrite=overwrite,
             allow_other_build=allow_other_build, tensorboard=tensorboard, progress=progress, strategy=strategy,
             join_timeout=join_timeout, patience=patience, ema=ema, colour_noise=colour_noise,
-            dropout=dropout, init_from=init_from)
+            dropout=dropout, init_from=init_from, unlabelled=unlabelled)
         members = recipe_seeds(recipe, seed, None if seeds is None else _parse_seeds(seeds))
         if members is not None:
             from .training import fit_ensemble
@@ -401,7 +406,8 @@ def list_recipes() -> None:
             _echo(f"  data: {recipe.data.build_command()}  (--crop {recipe.crop} --size {recipe.size}); "
                   f"score/predict --tta {recipe.tta}")
             _echo("  fit: " + " ".join(_flag(k, v) for k, v in recipe.options.items() if v is not None)
-                  + ("" if recipe.seeds is None else " --seeds " + ",".join(map(str, recipe.seeds))))
+                  + ("" if recipe.seeds is None else " --seeds " + ",".join(map(str, recipe.seeds)))
+                  + (" --unlabelled FILE" if recipe.student else ""))
 
     _run(action)
 

@@ -112,6 +112,10 @@ class FitConfig:
     #: network, head and label columns, every layer training from the first step (e.g. a run on
     #: `galaxyprep synth` galaxies before the real ones); None: new weights from the seed.
     init_from: str | None = None
+    #: An ensemble's student (`galaxytrain.training.student`): a galaxyprep file of unlabelled galaxies,
+    #: built as `data` was, on which the members' soft votes teach one more member; None: no student.
+    #: Not a resume key: the members train as without it.
+    unlabelled: Path | None = None
     #: multi-worker: seconds a worker waits for every other worker of TF_CONFIG to join before it
     #: gives up with one line (a peer never started, started with another --data, or given the same
     #: index); 0 waits for ever. Not a resume key.
@@ -121,6 +125,7 @@ class FitConfig:
         self.data = Path(self.data)
         self.out = Path(self.out)
         self.tensorboard = None if self.tensorboard is None else Path(self.tensorboard)
+        self.unlabelled = None if self.unlabelled is None else Path(self.unlabelled)
 
     def check(self) -> None:
         """Raise InputError for an option out of range (before any heavy work)."""
@@ -133,6 +138,9 @@ class FitConfig:
             bad("--hours", f"must be a number of hours (0: no budget, exactly --epochs), got {self.hours}")
         if self.hours and self.strategy != "none":
             bad("--hours", f"plans one process's epochs; under --strategy {self.strategy} give --epochs")
+        if self.unlabelled is not None and self.strategy != "none":
+            bad("--unlabelled", f"trains an ensemble's student in one process; under --strategy {self.strategy} "
+                                "train the members, then the student on a file of their soft votes")
         if self.batch_size < 1:
             bad("--batch-size", f"must be at least 1, got {self.batch_size}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -210,6 +218,7 @@ class FitConfig:
         out["data"] = str(self.data)
         out["out"] = str(self.out)
         out["tensorboard"] = None if self.tensorboard is None else str(self.tensorboard)
+        out["unlabelled"] = None if self.unlabelled is None else str(self.unlabelled)
         return out
 
     @classmethod

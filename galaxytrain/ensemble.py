@@ -4,8 +4,10 @@
 ``ENS/seed1`` and ``ENS/seed2``, each an ordinary run directory (resumable,
 locked, scored alone if one wishes), and ``ENS/ensemble.json`` names them.
 ``score`` and ``predict`` given ``--run ENS`` average the members, as they
-average runs given by repeated ``--run``. This module is the folder's one
-reader and writer.
+average runs given by repeated ``--run``. With ``--unlabelled`` the members
+teach a student (`galaxytrain.training.student`), ``ENS/student``, which the
+manifest names as one more member. This module is the folder's one reader
+and writer.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ from galaxyprep import InputError, write_json_atomic
 FORMAT = "galaxytrain-ensemble"
 FORMAT_VERSION = 1
 MANIFEST = "ensemble.json"
+#: The member run trained on the others' soft votes (``fit --unlabelled``).
+STUDENT = "student"
 
 
 def member_name(seed: int) -> str:
     return f"seed{int(seed)}"
 
 
-def prepare_ensemble(folder: str | Path, seeds: list[int], overwrite: bool = False) -> list[Path]:
+def prepare_ensemble(folder: str | Path, seeds: list[int], overwrite: bool = False,
+                     student: bool = False) -> list[Path]:
     """The member run folders of `seeds` in `folder`, named in its manifest before any trains.
+
+    With `student`, the manifest also names the student (`STUDENT`), trained
+    after them; the folders returned are the seeds' alone.
 
     A folder that holds something other than an ensemble is refused (as a
     run folder is); an ensemble's manifest takes the members given, and
@@ -41,7 +49,8 @@ def prepare_ensemble(folder: str | Path, seeds: list[int], overwrite: bool = Fal
         raise InputError(folder, "holds files that are not a galaxytrain ensemble; use another --out")
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / MANIFEST, {"format": FORMAT, "format_version": FORMAT_VERSION,
-                                          "members": [member_name(s) for s in seeds], "seeds": seeds})
+                                          "members": [member_name(s) for s in seeds] + ([STUDENT] if student else []),
+                                          "seeds": seeds})
     return [folder / member_name(s) for s in seeds]
 
 

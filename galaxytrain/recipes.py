@@ -35,6 +35,8 @@ class Recipe:
     #: An ensemble recipe: one member run per seed (``fit --seeds``), averaged by score and predict;
     #: None: one run.
     seeds: tuple[int, ...] | None = None
+    #: An ensemble recipe whose members then teach a student on unlabelled galaxies (``fit --unlabelled``).
+    student: bool = False
 
     @property
     def data(self) -> DataRecipe:
@@ -94,6 +96,13 @@ RECIPES: dict[str, Recipe] = {
                 "within 3 hours",
         options=_BEST_SYNTH,
         tta=16, data_name="best", seeds=(0, 1)),
+    "best-synth-distil": Recipe(
+        name="best-synth-distil",
+        summary="best-synth-ensemble, then a third member: a best-synth student trained on the labelled galaxies "
+                "and the two members' soft votes (16 views) on unlabelled ones (fit --unlabelled FILE, e.g. the "
+                "test set), the three averaged by score and predict: MEASURE",
+        options={**_BEST_SYNTH, "hours": 3.0},
+        tta=16, data_name="best", seeds=(0, 1), student=True),
     "best-ensemble": Recipe(
         name="best-ensemble",
         summary="two runs of best (seeds 0 and 1, each validating on its own 10%) averaged by score and "

@@ -64,6 +64,9 @@ class FitResult:
 def fit(config: FitConfig, log: Log = print) -> FitResult:
     """Train (or resume training) as `config` says; raise InputError for bad input."""
     config.check()
+    if config.unlabelled is not None:
+        raise InputError("--unlabelled", "teaches a student with an ensemble's soft votes: give --seeds (or an "
+                                         "ensemble recipe) too")
     if config.init_from is not None and not config.init_from.startswith(PREFIX):
         config.init_from = str(Path(config.init_from).resolve())  # the same run, resumed from anywhere
     if config.model not in available_models():
@@ -80,32 +83,63 @@ def fit_ensemble(config: FitConfig, seeds: list[int], log: Log = print) -> list[
 
     Each member is an ordinary run, trained in turn: rerunning the same call
     resumes the member that was interrupted and passes over finished ones.
-    `score` and `predict` given the folder average its members. A time
-    budget (``hours``) is shared: the first member plans its epochs within
-    its part, and the others train as many.
+    `score` and `predict` given the folder average its members. With
+    ``unlabelled``, the members then teach a student (`student`), the last
+    member. A time budget (``hours``) is shared: the first member plans its
+    epochs within its part, and the others (the student too) train as many.
     """
-    from ..ensemble import prepare_ensemble
+    from ..ensemble import STUDENT, prepare_ensemble
+    from .student import DEFAULT_VIEWS, check_unlabelled, student_file
 
     config.check()
+    recipe = get_recipe(config.recipe) if config.recipe is not None else None
+    if recipe is not None and recipe.student and config.unlabelled is None:
+        raise InputError("--unlabelled", f"recipe {recipe.name} trains a student on unlabelled galaxies: give their "
+                                         f"galaxyprep file (`galaxyprep build --images FOLDER --recipe "
+                                         f"{recipe.data.name} --out FILE`, no --labels)")
     with exclusive_lock(config.out):
-        members = prepare_ensemble(config.out, seeds, config.overwrite)
+        # Checked before the members train for hours, not after.
+        unlabelled = None if config.unlabelled is None else check_unlabelled(config.data, config.unlabelled)
+        members = prepare_ensemble(config.out, seeds, config.overwrite, student=unlabelled is not None)
         results: list[FitResult] = []
         planned = None
+        shares = len(members) + (unlabelled.cost if unlabelled is not None else 0.0)
         if config.hours:
+            student = "" if unlabelled is None else \
+                f", and a student {config.hours * unlabelled.cost / shares:.3g} h (it trains on more galaxies)"
             log(f"ensemble {config.out}: a time budget of {config.hours:g} h for {len(members)} members, "
-                f"{config.hours / len(members):g} h each; the first plans the epochs of all")
+                f"{config.hours / shares:.3g} h each{student}; the first plans the epochs of all")
         for seed, member in zip(seeds, members):
             log(f"ensemble {config.out}: member {member.name} (--seed {seed}), {len(results) + 1} of {len(members)}")
-            if not config.hours:
-                one = replace(config, out=member, seed=int(seed))
-            elif planned is None:
-                one = replace(config, out=member, seed=int(seed), hours=config.hours / len(members))
-            else:
-                one = replace(config, out=member, seed=int(seed), epochs=planned, hours=None)
-            one.recipe = config.recipe
-            results.append(fit(one, log))
+            results.append(fit(_member(config, member, seed, planned, shares), log))
             planned = planned or results[-1].planned_epochs
+        if unlabelled is not None:
+            views = recipe.tta if recipe is not None else DEFAULT_VIEWS
+            data, replaced = student_file(config.out, members, config.data, unlabelled.path, views, config.progress,
+                                          log)
+            if replaced and RunDir(config.out / STUDENT).state.exists():
+                log(f"ensemble {config.out}: its student learnt other votes; it trains again from its start")
+                RunDir(config.out / STUDENT).clear()
+            log(f"ensemble {config.out}: the student (--seed {seeds[0]}), on {unlabelled.labelled_images:,} labelled "
+                f"and {unlabelled.n_new:,} soft-labelled galaxies")
+            results.append(fit(_member(config, config.out / STUDENT, seeds[0], planned, shares, unlabelled.cost,
+                                       data=data), log))
         return results
+
+
+def _member(config: FitConfig, out: Path, seed: int, planned: int | None, shares: float,
+            cost: float = 1.0, data: Path | None = None) -> FitConfig:
+    """One member's config: its folder, seed and data, and its part of a time budget (the first's plan for the rest).
+
+    `shares` is the ensemble's time in members' epochs; `cost`, this member's (the student's is larger).
+    """
+    one = replace(config, out=out, seed=int(seed), unlabelled=None, data=config.data if data is None else data)
+    if config.hours and planned is None:
+        one.hours = config.hours * cost / shares
+    elif config.hours:
+        one.epochs, one.hours = planned, None
+    one.recipe = config.recipe
+    return one
 
 
 def _fit(config: FitConfig, log: Log) -> FitResult:
