@@ -110,6 +110,13 @@ def test_fit_unlabelled_trains_a_student_on_the_members_soft_votes(make_galaxy_f
     assert not any("nothing to do" in line and "student" in line for line in lines), lines
     np.testing.assert_allclose(_rows(ens / "student.h5")[100070][1], votes[100070], atol=1e-6)
 
+    # A file of the same name that galaxytrain did not make is refused, not written over.
+    (ens / "student.h5").unlink()
+    _file(ens / "student.h5", [1, 2], size=24)
+    with pytest.raises(InputError, match="student.h5: is not a student file that galaxytrain made"):
+        galaxytrain.fit(data, ens, seeds=[0, 1], unlabelled=test, log=lines.append, **TINY)
+    assert _rows(ens / "student.h5").keys() == {1, 2}
+
 
 def test_a_student_needs_an_ensemble_and_unlabelled_galaxies_of_the_same_build(make_galaxy_file, tmp_path):
     data = make_galaxy_file(n=48, size=24, seed=6)

@@ -88,12 +88,18 @@ def student_file(folder: Path, teachers: list[Path], labelled: Path, unlabelled:
 
     out = folder / STUDENT_FILE
     with GalaxyFile(labelled) as lab, GalaxyFile(unlabelled) as unl:
+        # The files by content, not path: moved, they are the same; rebuilt (other labels or pixels), not.
         made_from = {"teachers": {t.name: sha256_file(RunDir(t).best) for t in teachers}, "views": int(views),
-                     "labelled": {"path": str(lab.path), "ids_sha256": sha256_array(lab.ids)},
-                     "unlabelled": {"path": str(unl.path), "ids_sha256": sha256_array(unl.ids)}}
+                     "labelled": {"ids_sha256": sha256_array(lab.ids), "labels_sha256": sha256_array(lab.labels()),
+                                  "mean": lab.info.mean.tolist()},
+                     "unlabelled": {"ids_sha256": sha256_array(unl.ids), "mean": unl.info.mean.tolist()}}
         replaced = out.exists()
         if replaced:
-            if _made_from(out) == made_from:
+            found = _made_from(out)
+            if found is None:
+                raise InputError(out, "is not a student file that galaxytrain made; move it out of the ensemble "
+                                      "folder")
+            if found == made_from:
                 log(f"student: {out} holds the teachers' soft votes already")
                 return out, False
             log(f"student: {out} was made from other teachers or galaxies; making it again")
@@ -109,7 +115,7 @@ def student_file(folder: Path, teachers: list[Path], labelled: Path, unlabelled:
         write_joined_galaxy_file(out, lab, unl, soft_labels(votes.mean, lab.label_schema), {
             "labels_source": f"{lab.info.labels_source} + the soft votes of {', '.join(str(t) for t in teachers)}",
             _ATTR: made_from})
-    log(f"student: wrote {out} ({lab.n_images:,} labelled + the soft-labelled galaxies)")
+    log(f"student: wrote {out}")
     return out, replaced
 
 
@@ -125,10 +131,13 @@ def soft_labels(votes: np.ndarray, schema: LabelSchema) -> np.ndarray:
 
 
 def _made_from(path: Path) -> dict | None:
-    """What a student file was made from (None if it is not one or cannot be read: it is then made again)."""
+    """What a student file was made from; {} if it cannot be read (made again); None if it is not one."""
     try:
         with GalaxyFile(path) as f:
             text = f.info.attrs.get(_ATTR)
+    except (InputError, OSError):
+        return {}
+    try:
         return None if text is None else json.loads(text)
-    except (InputError, OSError, ValueError):
-        return None
+    except ValueError:
+        return {}
