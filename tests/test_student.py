@@ -169,7 +169,8 @@ def test_the_distil_recipe_is_one_command_whose_student_keeps_the_recipe(make_ga
                             first_id=300000)
     ens = tmp_path / "ens"
     done = CliRunner().invoke(app, ["fit", "--recipe", "best-synth-distil", "--data", str(data), "--out", str(ens),
-                                    "--unlabelled", str(test), "--epochs", "1", "--batch-size", "16", "--no-progress"])
+                                    "--unlabelled", str(test), "--epochs", "1", "--batch-size", "16", "--hours", "3",
+                                    "--no-progress"])
     assert done.exit_code == 0, done.output
     assert "a time budget of 3 h for 2 members" in done.output and "and a student" in done.output
     for name, seed, source in (("seed0", 0, data), ("seed1", 1, data), ("student", 0, ens / "student.h5")):

@@ -12,8 +12,9 @@ vote fractions. Soft ones do. After an ensemble's members have trained
    member's seed, its own 10% validation split) and joins the ensemble, so
    ``score`` and ``predict --run ENS`` average it with its teachers.
 
-Measured on the bench holdout: best-synth-ensemble's two members 0.0879, their
-student alone 0.0877, the three averaged 0.0874 (bench/RESULTS.md). The
+Measured on the bench holdout (recipe best-synth-distil, bench/RESULTS.md):
+the two members averaged 0.0876, the three 0.0873 (an earlier training on
+another VM: 0.0879 and 0.0874). The
 student file names the teachers' weights and the unlabelled galaxies it was
 made from; a rerun reuses it while they are the same and makes it again when
 they are not, so each step resumes.
