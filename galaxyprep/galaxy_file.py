@@ -803,7 +803,8 @@ def write_joined_galaxy_file(out: str | Path, first: GalaxyFile, second: GalaxyF
     set). A galaxy of `second` that `first` holds too is left out: `first`'s
     label wins. Crop, build parameters and decoder are `first`'s; `attrs`
     adds to them (the source, and whatever says where the labels came from).
-    Written through `GalaxyFileWriter`, so an interrupted join leaves no file.
+    Written through `GalaxyFileWriter`, so an interrupted join leaves no file;
+    memory stays at one block of images, whatever the files hold.
     """
     if (first.size, first.info.crop) != (second.size, second.info.crop):
         raise InputError(second.path, f"was built with --crop {second.info.crop} --size {second.size}, "
@@ -822,9 +823,10 @@ def write_joined_galaxy_file(out: str | Path, first: GalaxyFile, second: GalaxyF
     ids = np.concatenate([first.ids, second.ids[added]])
     order = np.argsort(ids, kind="stable")  # both parts ascending: any window of `order` is one
     size = first.size                         # contiguous range of each part
+    block = max(1, min(block_images, (16 << 20) // (size * size * 3)))  # 16 MB of pixels (x8 for the sums)
     with GalaxyFileWriter(out, size, len(ids), schema, first.chunk_images) as w:
-        for lo in range(0, len(ids), block_images):
-            rows = order[lo:lo + block_images]
+        for lo in range(0, len(ids), block):
+            rows = order[lo:lo + block]
             from_first = rows < n_first
             a = rows[from_first]
             b = added[rows[~from_first] - n_first]

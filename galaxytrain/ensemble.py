@@ -6,7 +6,7 @@ locked, scored alone if one wishes), and ``ENS/ensemble.json`` names them.
 ``score`` and ``predict`` given ``--run ENS`` average the members, as they
 average runs given by repeated ``--run``. With ``--unlabelled`` the members
 teach a student (`galaxytrain.training.student`), ``ENS/student``, which the
-manifest names as one more member. This module is the folder's one reader
+manifest names as one more member, trained on ``ENS/student.h5``. This module is the folder's one reader
 and writer.
 """
 
@@ -20,8 +20,9 @@ from galaxyprep import InputError, write_json_atomic
 FORMAT = "galaxytrain-ensemble"
 FORMAT_VERSION = 1
 MANIFEST = "ensemble.json"
-#: The member run trained on the others' soft votes (``fit --unlabelled``).
+#: The member run trained on the others' soft votes (``fit --unlabelled``), and its training file.
 STUDENT = "student"
+STUDENT_FILE = "student.h5"
 
 
 def member_name(seed: int) -> str:

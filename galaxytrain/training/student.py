@@ -31,13 +31,12 @@ import numpy as np
 
 from galaxyprep import GalaxyFile, InputError, LabelSchema, Progress, normalize_tree, write_joined_galaxy_file
 
+from ..ensemble import STUDENT_FILE
 from ..run_dir import RunDir, sha256_file
 from .data_record import sha256_array
 
 Log = Callable[[str], None]
 
-#: The student's training file, in the ensemble folder.
-STUDENT_FILE = "student.h5"
 #: Test-time views of the members' soft votes without a recipe (a recipe's own views otherwise).
 DEFAULT_VIEWS = 16
 _ATTR = "student_of"  # the student file's attribute: what it was made from
