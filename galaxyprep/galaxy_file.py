@@ -59,6 +59,7 @@ NORMALIZATION = "float = (uint8 - mean) / std per RGB channel; mean, std on the 
 GZIP_LEVEL = 4  # of `compression="gzip"`, stated rather than left to h5py's default
 _SHARD_KEY = "shard_key"
 _CHANNEL_SUMS = "channel_sums"
+_MADE_FROM = "made_from"  # a joined file's word on its inputs (write_joined_galaxy_file)
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,17 @@ class GalaxyFile:
             skipped=json.loads(attrs.get("skipped", "[]")), attrs=attrs, parts=[str(p) for p in self.parts],
             images_without_labels=int(attrs.get("images_without_labels", 0)),
             labels_without_images=int(attrs.get("labels_without_images", 0)), label_schema=self.label_schema)
+
+    @property
+    def made_from(self) -> dict | None:
+        """What `write_joined_galaxy_file` was told the file was made from; None for any other file."""
+        text = self._f.attrs.get(_MADE_FROM)
+        if text is None:
+            return None
+        try:
+            return json.loads(_plain(text))
+        except ValueError:
+            raise InputError(self.path, "has a damaged 'made_from' attribute") from None
 
     @property
     def is_open(self) -> bool:
@@ -795,14 +807,16 @@ def write_galaxy_file(out: str | Path, images: np.ndarray, ids: np.ndarray,
 
 
 def write_joined_galaxy_file(out: str | Path, first: GalaxyFile, second: GalaxyFile, second_labels: np.ndarray,
-                             attrs: dict, block_images: int = 256) -> Path:
+                             attrs: dict, made_from: dict | None = None, block_images: int = 256) -> Path:
     """The galaxies of two files of one build as one labelled file, GalaxyIDs ascending, streamed in blocks.
 
     `first` keeps its labels; `second`'s rows get `second_labels` (one row
     per galaxy of `second`, in its order: e.g. a model's answers for a test
     set). A galaxy of `second` that `first` holds too is left out: `first`'s
     label wins. Crop, build parameters and decoder are `first`'s; `attrs`
-    adds to them (the source, and whatever says where the labels came from).
+    adds to them (the source, and whatever says where the labels came from),
+    and `made_from` (JSON) is what `GalaxyFile.made_from` reads back: what
+    the caller needs to know whether the file is still the one it would make.
     Written through `GalaxyFileWriter`, so an interrupted join leaves no file;
     memory stays at one block of images, whatever the files hold.
     """
@@ -846,4 +860,6 @@ def write_joined_galaxy_file(out: str | Path, first: GalaxyFile, second: GalaxyF
                 "galaxyprep_version": __version__, "decoder": info.decoder,
                 "source": f"{info.source} + {second.info.source}", "labels_source": info.labels_source}
         base.update(attrs)
+        if made_from is not None:
+            base[_MADE_FROM] = json.dumps(made_from, sort_keys=True)
         return w.commit(base)

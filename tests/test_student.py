@@ -43,7 +43,9 @@ def test_a_join_holds_both_files_galaxies_in_id_order_with_the_given_labels(tmp_
         second_ids = s.ids.copy()
     out = tmp_path / "joined.h5"
     with GalaxyFile(first) as a, GalaxyFile(second) as b:
-        write_joined_galaxy_file(out, a, b, given, {"source": "test"}, block_images=3)  # windows across both
+        write_joined_galaxy_file(out, a, b, given, {"source": "test"}, made_from={"teachers": [1, 2]},
+                                 block_images=3)  # windows across both files
+        assert a.made_from is None  # a file of a build says nothing
     a_rows, b_rows, joined = _rows(first), _rows(second), _rows(out)
     assert list(joined) == sorted({*a_rows, *b_rows})
     for galaxy, (image, label) in joined.items():
@@ -58,6 +60,7 @@ def test_a_join_holds_both_files_galaxies_in_id_order_with_the_given_labels(tmp_
         np.testing.assert_allclose(f.normalization[0], pixels.mean(axis=0), rtol=1e-9)
         np.testing.assert_allclose(f.normalization[1], pixels.std(axis=0), rtol=1e-9)
         assert f.info.source == "test" and f.info.crop == 12 and f.label_schema.width == 37
+        assert f.made_from == {"teachers": [1, 2]}
 
     other = _file(tmp_path / "c.h5", [101, 103], size=16, labels=False)
     with GalaxyFile(first) as a, GalaxyFile(other) as c:

@@ -22,7 +22,6 @@ they are not, so each step resumes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -39,7 +38,7 @@ Log = Callable[[str], None]
 
 #: Test-time views of the members' soft votes without a recipe (a recipe's own views otherwise).
 DEFAULT_VIEWS = 16
-_ATTR = "student_of"  # the student file's attribute: what it was made from
+_KIND = "student_of"  # the key of a student file's made_from: the teachers and galaxies
 
 
 @dataclass(frozen=True)
@@ -112,9 +111,9 @@ def student_file(folder: Path, teachers: list[Path], labelled: Path, unlabelled:
         finally:
             if bar is not None:
                 bar.close()
-        write_joined_galaxy_file(out, lab, unl, soft_labels(votes.mean, lab.label_schema), {
-            "labels_source": f"{lab.info.labels_source} + the soft votes of {', '.join(str(t) for t in teachers)}",
-            _ATTR: made_from})
+        source = f"{lab.info.labels_source} + the soft votes of {', '.join(str(t) for t in teachers)}"
+        write_joined_galaxy_file(out, lab, unl, soft_labels(votes.mean, lab.label_schema),
+                                 {"labels_source": source}, made_from={_KIND: made_from})
     log(f"student: wrote {out}")
     return out, replaced
 
@@ -134,10 +133,7 @@ def _made_from(path: Path) -> dict | None:
     """What a student file was made from; {} if it cannot be read (made again); None if it is not one."""
     try:
         with GalaxyFile(path) as f:
-            text = f.info.attrs.get(_ATTR)
+            found = f.made_from
     except (InputError, OSError):
         return {}
-    try:
-        return None if text is None else json.loads(text)
-    except ValueError:
-        return {}
+    return None if found is None or _KIND not in found else found[_KIND]
