@@ -51,3 +51,23 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM that a SystemError stands for, if it stands for one.
+
+    A signal that arrives while a C extension calls back into Python (h5py
+    iterating a file's attributes) raises inside the callback, and the
+    extension reports a SystemError caused by the interrupt: a command must
+    end on it as on the interrupt itself, not with a traceback.
+    """
+    if not isinstance(exc, SystemError):
+        return None
+    seen: set[int] = set()
+    found: BaseException | None = exc
+    while found is not None and id(found) not in seen:
+        if isinstance(found, KeyboardInterrupt):
+            return found
+        seen.add(id(found))
+        found = found.__cause__ or found.__context__
+    return None

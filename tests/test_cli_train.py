@@ -229,6 +229,32 @@ def test_sigterm_during_predict_from_jpegs_leaves_no_temporary_files(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == []  # no .galaxytrain-* folder, no lock, no output
 
 
+def test_an_interrupt_reported_by_a_c_extension_ends_as_the_interrupt(capsys):
+    """SIGTERM landing in h5py's attribute callback surfaced as SystemError: a traceback and exit 1 (seen once)."""
+    import typer
+
+    from galaxyprep import Terminated, interrupt_behind
+    from galaxytrain.cli import _run
+
+    def in_callback(interrupt: BaseException):
+        def action():
+            try:
+                raise interrupt
+            except BaseException as exc:
+                raise SystemError("FastRLock.__exit__ returned a result with an exception set") from exc
+        return action
+
+    for interrupt, code, first in ((Terminated(), 143, "terminated (SIGTERM): "), (KeyboardInterrupt(), 130, "")):
+        with pytest.raises(typer.Exit) as stopped:
+            _run(in_callback(interrupt))
+        assert stopped.value.exit_code == code
+        assert capsys.readouterr().err.splitlines() == [first + "interrupted before the output was written; run "
+                                                                 "the same command again"]
+    with pytest.raises(SystemError):  # a SystemError of its own is not hidden
+        _run(in_callback(ValueError("no interrupt")))
+    assert interrupt_behind(ValueError()) is None
+
+
 def test_sigterm_during_a_build_keeps_it_for_resume(shared_gz, tmp_path):
     out = tmp_path / "t.h5"
     cmd = [sys.executable, "-m", "galaxyprep", "build", "--images", str(shared_gz / "images"), "--crop", "200",
