@@ -101,7 +101,8 @@ RECIPES: dict[str, Recipe] = {
         summary="best-synth-ensemble, then a third member: a best-synth student trained on the labelled galaxies "
                 "and the two members' soft votes (16 views) on unlabelled ones (fit --unlabelled FILE, e.g. the "
                 "test set), the three averaged by score and predict: 0.0873 on the bench holdout against its pair's "
-                "0.0876 (0.0874 against 0.0879 in an earlier training on another VM); the most accurate recipe. "
+                "0.0876 (0.0871 with another student seed; 0.0874 against 0.0879 in an earlier training on another "
+                "VM); the most accurate recipe. "
                 "Three trainings, the student's 1.2x a member's on the shared images: about 1.7 h with bfloat16 on "
                 "2 cores (Zen 5), 3.8 h in float32 for the 5,866 shared and 1,197 test images (--hours 3 caps it)",
         options=_BEST_SYNTH,
