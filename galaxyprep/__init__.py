@@ -9,7 +9,7 @@ from .atomic import atomic_write, jsonable, write_json_atomic, write_text_atomic
 from .builder import BuildConfig, BuildSummary
 from .builder import build as build_galaxy_file  # a BuildConfig's build; `build` takes the options
 from .errors import InputError
-from .interrupts import Terminated, interrupt_behind, sigterm_interrupts
+from .interrupts import Terminated, interrupts_unmasked, sigterm_interrupts
 from .galaxy_file import (GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file,
                           write_joined_galaxy_file)
 from .label_schema import LabelSchema
@@ -62,7 +62,7 @@ __all__ = [
     "disk_problem",
     "exclusive_lock",
     "in_holdout",
-    "interrupt_behind",
+    "interrupts_unmasked",
     "same_path",
     "sigterm_interrupts",
     "unit_hash",

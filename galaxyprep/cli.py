@@ -10,7 +10,7 @@ import typer
 
 from .builder import BuildConfig
 from .errors import InputError
-from .interrupts import Terminated, interrupt_behind, sigterm_interrupts
+from .interrupts import Terminated, interrupts_unmasked, sigterm_interrupts
 from .recipes import DATA_RECIPES
 from .version import __version__
 
@@ -123,13 +123,8 @@ def build(
         typer.echo(f"skipped: {line}", err=True)  # above the bar: rich keeps the bar at the bottom
 
     try:
-        try:
+        with interrupts_unmasked():  # an interrupt that h5py reported as SystemError is still the interrupt
             summary = run_build(config, progress=advance if progress and not quiet else None, report=report)
-        except SystemError as exc:  # an interrupt raised inside a C extension's callback (h5py)
-            interrupt = interrupt_behind(exc)
-            if interrupt is None:
-                raise
-            raise interrupt from None
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (sigterm_interrupts)
         terminated = isinstance(exc, Terminated)
         typer.echo(("terminated (SIGTERM)" if terminated else "interrupted") + ": what was written is kept; the "

@@ -53,6 +53,18 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def interrupts_unmasked() -> Iterator[None]:
+    """A SystemError that stands for Ctrl-C or SIGTERM (`interrupt_behind`) leaves the block as that interrupt."""
+    try:
+        yield
+    except SystemError as exc:
+        interrupt = interrupt_behind(exc)
+        if interrupt is None:
+            raise
+        raise interrupt from None
+
+
 def interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
     """The Ctrl-C or SIGTERM that a SystemError stands for, if it stands for one.
 

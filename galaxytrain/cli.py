@@ -17,7 +17,7 @@ from typing import Callable, List, Optional
 
 import typer
 
-from galaxyprep import InputError, Terminated, interrupt_behind, sigterm_interrupts
+from galaxyprep import InputError, Terminated, interrupts_unmasked, sigterm_interrupts
 
 from . import __version__
 from .choices import Augment, Head, Loss, LrSchedule, OutputFormat, Strategy
@@ -74,7 +74,7 @@ def _run(action: Callable[[], object], interrupted: str = _INTERRUPTED) -> None:
     """
     _quiet_tensorflow()
     try:
-        with sigterm_interrupts():
+        with sigterm_interrupts(), interrupts_unmasked():  # an interrupt h5py reported is still the interrupt
             from .gpu import import_tensorflow_quietly
 
             import_tensorflow_quietly()
@@ -83,19 +83,9 @@ def _run(action: Callable[[], object], interrupted: str = _INTERRUPTED) -> None:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:
-        _stopped(exc, interrupted)
-    except SystemError as exc:  # an interrupt raised inside a C extension's callback (h5py)
-        interrupt = interrupt_behind(exc)
-        if interrupt is None:
-            raise
-        _stopped(interrupt, interrupted)
-
-
-def _stopped(exc: KeyboardInterrupt, interrupted: str) -> None:
-    """Ctrl-C or SIGTERM: one line and exit code 130 or 143."""
-    terminated = isinstance(exc, Terminated)
-    typer.echo(("terminated (SIGTERM): " if terminated else "") + interrupted, err=True)
-    raise typer.Exit(143 if terminated else 130) from None
+        terminated = isinstance(exc, Terminated)
+        typer.echo(("terminated (SIGTERM): " if terminated else "") + interrupted, err=True)
+        raise typer.Exit(143 if terminated else 130) from None
 
 
 def _echo(line: str) -> None:

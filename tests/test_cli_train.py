@@ -233,7 +233,8 @@ def test_an_interrupt_reported_by_a_c_extension_ends_as_the_interrupt(capsys):
     """SIGTERM landing in h5py's attribute callback surfaced as SystemError: a traceback and exit 1 (seen once)."""
     import typer
 
-    from galaxyprep import Terminated, interrupt_behind
+    from galaxyprep import Terminated
+    from galaxyprep.interrupts import interrupt_behind
     from galaxytrain.cli import _run
 
     def in_callback(interrupt: BaseException):
