@@ -10,8 +10,8 @@ from .builder import BuildConfig, BuildSummary
 from .builder import build as build_galaxy_file  # a BuildConfig's build; `build` takes the options
 from .errors import InputError
 from .interrupts import Terminated, interrupts_unmasked, sigterm_interrupts
-from .galaxy_file import (GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, read_info, write_galaxy_file,
-                          write_joined_galaxy_file)
+from .galaxy_file import (GalaxyFile, GalaxyFileInfo, GalaxyFileWriter, check_joinable, read_info,
+                          write_galaxy_file, write_joined_galaxy_file)
 from .label_schema import LabelSchema
 from .kernels import crop_resize, normalize_batch, normalize_batch_serial
 from .outputs import check_output, disk_errors, disk_problem, exclusive_lock, same_path
@@ -56,6 +56,7 @@ __all__ = [
     "build_config",
     "build_galaxy_file",
     "check_output",
+    "check_joinable",
     "crop_resize",
     "data_recipe",
     "disk_errors",

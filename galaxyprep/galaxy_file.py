@@ -796,14 +796,26 @@ def write_galaxy_file(out: str | Path, images: np.ndarray, ids: np.ndarray,
     if labels is not None:
         labels = np.asarray(labels, dtype=np.float32)
         schema = LabelSchema.of_values(CLASS_NAMES if columns is None else tuple(columns), labels)
-    x = images.reshape(images.shape[0], -1, 3).astype(np.float64)
-    sums = np.concatenate([x.sum(axis=1), (x * x).sum(axis=1)], axis=1)
     with GalaxyFileWriter(out, images.shape[1], images.shape[0], schema, chunk_images) as w:
-        w.append(images, np.asarray(ids, dtype=np.int64), labels, sums)
+        w.append(images, np.asarray(ids, dtype=np.int64), labels, _channel_sums(images))
         base = {"crop": crop, "size": images.shape[1], "source": source, "labels_source": "",
                 "build_params": {}, "skipped": [], "galaxyprep_version": __version__, "decoder": "none"}
         base.update(attrs or {})
         return w.commit(base)
+
+
+def _channel_sums(images: np.ndarray) -> np.ndarray:
+    """(B, 6) per image: the sums and sums of squares of R, G, B (what `GalaxyFileWriter.append` takes)."""
+    x = images.reshape(images.shape[0], -1, 3).astype(np.float64)
+    return np.concatenate([x.sum(axis=1), (x * x).sum(axis=1)], axis=1)
+
+
+def check_joinable(first: GalaxyFile, second: GalaxyFile) -> None:
+    """One line naming `second` if its images are not `first`'s crop and size (the two cannot be joined)."""
+    if (first.size, first.info.crop) != (second.size, second.info.crop):
+        raise InputError(second.path, f"was built with --crop {second.info.crop} --size {second.size}, "
+                                      f"{first.path} with --crop {first.info.crop} --size {first.size}: "
+                                      "build both alike to join them")
 
 
 def write_joined_galaxy_file(out: str | Path, first: GalaxyFile, second: GalaxyFile, second_labels: np.ndarray,
@@ -820,10 +832,7 @@ def write_joined_galaxy_file(out: str | Path, first: GalaxyFile, second: GalaxyF
     Written through `GalaxyFileWriter`, so an interrupted join leaves no file;
     memory stays at one block of images, whatever the files hold.
     """
-    if (first.size, first.info.crop) != (second.size, second.info.crop):
-        raise InputError(second.path, f"was built with --crop {second.info.crop} --size {second.size}, "
-                                      f"{first.path} with --crop {first.info.crop} --size {first.size}: "
-                                      "build both alike to join them")
+    check_joinable(first, second)
     schema = first.label_schema
     if schema is None:
         raise InputError(first.path, "has no labels; the first file of a join gives the labels' columns")
@@ -852,9 +861,7 @@ def write_joined_galaxy_file(out: str | Path, first: GalaxyFile, second: GalaxyF
             if b.size:
                 images[~from_first] = second.images(int(b[0]), int(b[-1]) + 1)[b - b[0]]
                 labels[~from_first] = second_labels[b]
-            x = images.reshape(len(rows), -1, 3).astype(np.float64)
-            sums = np.concatenate([x.sum(axis=1), (x * x).sum(axis=1)], axis=1)
-            w.append(images, ids[rows], labels, sums)
+            w.append(images, ids[rows], labels, _channel_sums(images))
         info = first.info
         base = {"crop": info.crop, "size": size, "build_params": info.build_params, "skipped": [],
                 "galaxyprep_version": __version__, "decoder": info.decoder,

@@ -28,7 +28,8 @@ from typing import Callable
 
 import numpy as np
 
-from galaxyprep import GalaxyFile, InputError, LabelSchema, Progress, normalize_tree, write_joined_galaxy_file
+from galaxyprep import (GalaxyFile, InputError, LabelSchema, Progress, check_joinable, normalize_tree,
+                        write_joined_galaxy_file)
 
 from ..ensemble import STUDENT_FILE
 from ..run_dir import RunDir, sha256_file
@@ -46,7 +47,6 @@ class UnlabelledGalaxies:
     """The unlabelled file, checked against the labelled one before any member trains."""
 
     path: Path
-    n_images: int
     #: Its galaxies that the labelled file does not hold: the ones the student adds.
     n_new: int
     labelled_images: int
@@ -64,13 +64,11 @@ def check_unlabelled(labelled: str | Path, unlabelled: str | Path) -> Unlabelled
         raise InputError(unlabelled, "no such galaxyprep file (build the unlabelled images with `galaxyprep build "
                                      "--images FOLDER --recipe NAME --out FILE`, no --labels)")
     with GalaxyFile(labelled) as lab, GalaxyFile(unlabelled) as unl:
-        if (unl.size, unl.info.crop) != (lab.size, lab.info.crop):
-            raise InputError(unlabelled, f"was built with --crop {unl.info.crop} --size {unl.size}, the labelled "
-                                         f"{lab.path} with --crop {lab.info.crop} --size {lab.size}: build it alike")
+        check_joinable(lab, unl)  # the join's own check, before the members train rather than after
         new = int(np.count_nonzero(~np.isin(unl.ids, lab.ids)))
         if new == 0:
             raise InputError(unlabelled, f"holds no galaxy that {lab.path} does not: nothing for a student to learn")
-        return UnlabelledGalaxies(unlabelled, unl.n_images, new, lab.n_images)
+        return UnlabelledGalaxies(unlabelled, new, lab.n_images)
 
 
 def student_file(folder: Path, teachers: list[Path], labelled: Path, unlabelled: Path, views: int,
