@@ -91,7 +91,8 @@ def main() -> None:
     seeds = args.seeds or (list(recipe.seeds) if recipe and recipe.seeds else [None])
     fit_options = options + ([] if args.reuse else ["--overwrite"]) + args.extra.split()
     runs = []
-    if recipe is not None and recipe.student and not args.seeds:
+    one_command = recipe is not None and recipe.student and not args.seeds  # the student needs its teachers
+    if one_command:
         unlabelled = build_file(SHARED_GZ / "images_test", OUT / f"real_test_{tag.rsplit('_s', 1)[0]}.h5",
                                 size=size, crop=crop)
         folder = OUT / f"runs/{label}_{tag}"
@@ -99,7 +100,7 @@ def main() -> None:
                         str(unlabelled)] + fit_options, check=True)
         runs = [folder / name for name in json.loads((folder / "ensemble.json").read_text())["members"]]
         fit_options += ["--unlabelled", str(unlabelled)]  # for the command the summary shows
-    for seed in seeds if not runs else []:
+    for seed in [] if one_command else seeds:
         run = OUT / (f"runs/{label}_{tag}" + ("" if seed is None else f"_seed{seed}"))
         seed_option = [] if seed is None else ["--seed", str(seed)]
         subprocess.run([galaxytrain, "fit", "--data", str(train), "--out", str(run)] + fit_options + seed_option,
@@ -115,7 +116,7 @@ def main() -> None:
     mean_rmse = float(np.sqrt(((y - mean) ** 2).mean()))
     # Each run alone, then (with several seeds) their average: the ensemble.
     scored = [([run], run.name) for run in runs] + ([(runs, f"ensemble of {len(runs)}")] if len(runs) > 1 else [])
-    if "--unlabelled" in fit_options and len(runs) > 2:  # what the student adds to its teachers
+    if one_command:  # what the student adds to its teachers
         scored.insert(-1, (runs[:-1], f"teachers of {len(runs) - 1}"))
     results = []
     for members, name in scored:
@@ -126,7 +127,7 @@ def main() -> None:
         r = json.loads(report.read_text())
         results.append((name, members, r))
     # One run per seed; the command shown is the one they share.
-    one_by_one = seeds != [None] and not (recipe is not None and recipe.student and not args.seeds)
+    one_by_one = seeds != [None] and not one_command
     command = "galaxytrain fit " + " ".join(fit_options) + (f" --seed S for S in {seeds}" if one_by_one else "")
     summary = {"command": command, "crop": crop, "size": size, "tta": tta, "seeds": seeds,
                "holdout_mean_predictor_rmse": mean_rmse, "results": []}

@@ -91,9 +91,9 @@ RECIPES: dict[str, Recipe] = {
     "best-synth-ensemble": Recipe(
         name="best-synth-ensemble",
         summary="two runs of best-synth (seeds 0 and 1) averaged by score and predict: 0.0879 and 0.0876 (two "
-                "trainings, two VMs) on the bench holdout against best-ensemble's 0.0889, at the same cost (twice best's time: about 90 min with "
-                "bfloat16, 2.4 h in float32 on 2 cores for the 5,866 shared images); best-synth-distil adds a "
-                "student",
+                "trainings, two VMs) on the bench holdout against best-ensemble's 0.0889, at the same cost (twice "
+                "best's time: about 90 min with bfloat16, 2.4 h in float32 on 2 cores for the 5,866 shared "
+                "images); best-synth-distil adds a student",
         options=_BEST_SYNTH,
         tta=16, data_name="best", seeds=(0, 1)),
     "best-synth-distil": Recipe(
