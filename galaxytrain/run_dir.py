@@ -146,6 +146,11 @@ class RunDir:
 
     # -- writing -------------------------------------------------------------------------
 
+    def minutes_trained(self) -> float:
+        """Minutes its recorded epochs took, to one decimal (0 before any): a model card's training time."""
+        history = (self.read_state() or {}).get("history", [])
+        return round(sum(float(row.get("epoch_time_s") or 0) for row in history) / 60, 1)
+
     def clear(self) -> None:
         """Remove this module's files (for --overwrite); other files in the folder stay."""
         for p in self.files():

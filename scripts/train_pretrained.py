@@ -1,18 +1,22 @@
-"""How the model shipped in galaxytrain/pretrained/ was made, as a script that makes it again.
+"""How the models shipped in galaxytrain/pretrained/ were made, as a script that makes them again.
 
-    python scripts/train_pretrained.py                  # build, fit, export: about an hour on 2 cores
+    python scripts/train_pretrained.py                  # build, fit, export: about 2 h on 2 cores
     python scripts/train_pretrained.py --stage export   # only repackage a finished run
     python scripts/train_pretrained.py --name synth     # the network --recipe best-synth starts from
 
-It runs the README's own commands on the shared Kaggle images: the best
-recipe's build of all labelled images in ../shared/data/gz, `galaxytrain fit
---recipe best` with seed 0 (fit keeps its own 10% validation split), then
-exports the run's best model with its model card into the package. Rerun it
-whenever the best recipe changes; the card records the commit it was made at.
+It runs the README's own commands on the shared Kaggle images. `best` is the
+student of the most accurate recipe: the recipe's build of all labelled
+images in ../shared/data/gz and of the unlabelled test images beside them,
+`galaxytrain fit --recipe best-synth-distil --unlabelled TEST` (two teachers,
+seeds 0 and 1, each keeping its own 10% for validation, then the student,
+seed 0, on the labelled galaxies and the teachers' votes on the test ones),
+then the student's best model exported with its model card into the package:
+one network, which learnt from the three-model average's soft votes. Rerun it
+whenever the recipe changes; the card records the commit it was made at.
 
 `--name synth` makes the simulation-pretrained network instead: `galaxyprep
 synth` galaxies (no real data), built and trained as SHIPPED says, the first
-stage of `fit --recipe best-synth`.
+stage of `fit --recipe best-synth` (and so of `best`'s teachers and student).
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "gz"
 BIN = Path(sys.executable).parent
 
-#: How each shipped model is made: the recipe it trains with, and for a simulation-pretrained one the
-#: `galaxyprep synth` galaxies, its epochs (instead of the recipe's) and the recipe that starts from it.
+#: How each shipped model is made: the recipe it trains with; for a student, the folder of unlabelled
+#: images its teachers vote on; for a simulation-pretrained one the `galaxyprep synth` galaxies, its
+#: epochs (instead of the recipe's) and the recipe that starts from it.
 SHIPPED: dict[str, dict] = {
-    "best": dict(recipe="best"),
+    "best": dict(recipe="best-synth-distil", unlabelled="images_test"),
     "synth": dict(recipe="best", synth=dict(n=12_000, seed=0), epochs=12, for_recipe="best-synth"),
 }
 
@@ -44,28 +49,44 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "pretrained",
                         help="folder for the build and the run (not part of the package)")
     parser.add_argument("--name", default="best", choices=sorted(SHIPPED), help="the shipped model's name")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the run's seed, for a recipe of one run [default: 0]; a recipe of several names its own")
     parser.add_argument("--stage", choices=["all", "build", "fit", "export"], default="all")
     args = parser.parse_args()
-    data = args.work / f"{args.name}.h5"
-    run_dir = args.work / f"run-{args.name}-s{args.seed}"
     how = SHIPPED[args.name]
+    from galaxytrain.ensemble import STUDENT
+    from galaxytrain.recipes import get_recipe
+
+    recipe = get_recipe(how["recipe"])
+    if recipe.seeds and args.seed is not None:
+        parser.error(f"--name {args.name} trains --recipe {recipe.name}, whose seeds are its own {list(recipe.seeds)}")
+    seed = [] if recipe.seeds else ["--seed", str(args.seed or 0)]
+    data = args.work / f"{args.name}.h5"
+    # a recipe of several runs trains an ensemble folder; the shipped network is its student
+    run_dir = args.work / (f"run-{args.name}" if recipe.seeds else f"run-{args.name}-s{args.seed or 0}")
+    shipped_run = run_dir / STUDENT if recipe.student else run_dir
     images, labels = SHARED / "images", SHARED / "training_solutions_rev1.csv"
+    build = [str(BIN / "galaxyprep"), "build", "--recipe", recipe.data.name]
     if "synth" in how:
         kaggle = args.work / f"{args.name}-galaxies"
         images, labels = kaggle / "images_training_rev1", kaggle / "training_solutions_rev1.csv"
         if args.stage in ("all", "build") and not labels.exists():
             run(str(BIN / "galaxyprep"), "synth", "--out", str(kaggle), *_synth_options(how), "-q")
     if args.stage in ("all", "build") and not data.exists():
-        run(str(BIN / "galaxyprep"), "build", "--recipe", how["recipe"], "--images", str(images),
-            "--labels", str(labels), "--out", str(data))
+        run(*build, "--images", str(images), "--labels", str(labels), "--out", str(data))
+    unlabelled = []
+    if "unlabelled" in how:
+        test = args.work / f"{args.name}-test.h5"
+        if args.stage in ("all", "build") and not test.exists():
+            run(*build, "--images", str(SHARED / how["unlabelled"]), "--out", str(test))
+        unlabelled = ["--unlabelled", str(test)]
     if args.stage in ("all", "fit"):
         # rerunning resumes an interrupted fit exactly
         epochs = ["--epochs", str(how["epochs"])] if "epochs" in how else []
-        run(str(BIN / "galaxytrain"), "fit", "--recipe", how["recipe"], "--data", str(data), "--out", str(run_dir),
-            "--seed", str(args.seed), *epochs, "--no-progress")
+        run(str(BIN / "galaxytrain"), "fit", "--recipe", recipe.name, "--data", str(data), "--out", str(run_dir),
+            *seed, *unlabelled, *epochs, "--no-progress")
     if args.stage in ("all", "export"):
-        export(run_dir, data, args.name, args.seed)
+        export(shipped_run, data, args.name, seed, teachers=run_dir if recipe.student else None)
 
 
 def _synth_options(how: dict) -> list[str]:
@@ -108,12 +129,14 @@ def evaluate(run_dir: Path, data: Path) -> dict:
                               for q, sl in zip(QUESTION_NAMES, QUESTION_SLICES)}}
 
 
-def export(run_dir: Path, data: Path, name: str, seed: int) -> None:
+def export(run_dir: Path, data: Path, name: str, seed: list[str], teachers: Path | None = None) -> None:
+    """Ship `run_dir` as `name`; `teachers`: the ensemble folder whose student `run_dir` is."""
     import datetime
 
     sys.path.insert(0, str(ROOT))
     from bench._common import machine
     from galaxytrain.compute import cpu_bfloat16_units
+    from galaxytrain.ensemble import STUDENT, read_members
     from galaxytrain.models.pretrained import PRETRAINED_ROOT, export_run
     from galaxytrain.recipes import get_recipe
 
@@ -122,27 +145,56 @@ def export(run_dir: Path, data: Path, name: str, seed: int) -> None:
                             text=True).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
-    made_by = {"command": f"python scripts/train_pretrained.py --name {name} --seed {seed}",
+    made_by = {"command": " ".join(["python scripts/train_pretrained.py --name", name, *seed]),
                "commit": commit + (" (with uncommitted changes)" if dirty else ""),
                "machine": f"{machine()}; bfloat16 units: {', '.join(cpu_bfloat16_units()) or 'none'}",
                "date": datetime.date.today().isoformat()}
     how = SHIPPED[name]
     recipe = get_recipe(how["recipe"])
     network = f"{recipe.options['model']}, {recipe.options['head']} head"
-    synthetic = None
+    synthetic = student = None
     if "synth" in how:
         synthetic = {"command": "galaxyprep synth " + " ".join(_synth_options(how)), "recipe": how["for_recipe"]}
         summary = (f"the {recipe.name} recipe's network ({network}) pretrained for {how['epochs']} epochs on "
                    f"{how['synth']['n']:,} galaxyprep synth galaxies, the start of --recipe {how['for_recipe']}; "
                    f"validation RMSE {evaluation['rmse_tta']:.4f} on synthetic galaxies")
+    elif teachers is not None:
+        student = _student_card(teachers, [m for m in read_members(teachers) if m.name != STUDENT], data, evaluation)
+        summary = (f"the student of the {recipe.name} recipe ({network}): one network trained on the shared "
+                   f"Kaggle images and its two teachers' soft votes on the shared test images; validation RMSE "
+                   f"{evaluation['rmse_tta']:.4f} with {evaluation['tta']} views")
     else:
         summary = (f"the {recipe.name} recipe ({network}) trained on the shared Kaggle images; validation RMSE "
                    f"{evaluation['rmse_tta']:.4f} with {evaluation['tta']} views")
     shipped = export_run(run_dir, PRETRAINED_ROOT / name, summary=summary, evaluation=evaluation, made_by=made_by,
-                         synthetic=synthetic)
+                         synthetic=synthetic, student=student)
     print(f"exported {run_dir} -> {shipped.folder} ({shipped.meta['weights']['bytes'] / 1e6:.1f} MB): "
           f"validation RMSE {evaluation['rmse_tta']:.4f} ({evaluation['tta']} views), {evaluation['rmse_1']:.4f} "
           f"(1 view), mean predictor {evaluation['rmse_mean_predictor']:.4f}")
+
+
+def _student_card(folder: Path, teachers: list[Path], data: Path, evaluation: dict) -> dict:
+    """What the card says of a student: its teachers, and the galaxies it learnt from with and without labels."""
+    from galaxyprep import GalaxyFile
+    from galaxytrain.ensemble import STUDENT, STUDENT_FILE
+    from galaxytrain.inference.trained import record_tta, run_record
+    from galaxytrain.run_dir import RunDir
+
+    with GalaxyFile(data) as labelled, GalaxyFile(folder / STUDENT_FILE) as joined:
+        n_labelled, n_joined = labelled.n_images, joined.n_images
+    split = run_record(folder / STUDENT)["split"]
+    described = []
+    for teacher in teachers:
+        record = run_record(teacher)
+        same_split = record["split"]["seed"] == split["seed"]
+        # only a teacher that kept the student's validation galaxies out can be scored on them
+        described.append({"run": teacher.name, "seed": record["config"]["seed"],
+                          "minutes": RunDir(teacher).minutes_trained(),
+                          "val_rmse_tta": evaluate(teacher, data)["rmse_tta"] if same_split else None})
+    n_labelled_train = n_labelled - evaluation["n_val"]
+    return {"teachers": described, "n_labelled": n_labelled, "n_unlabelled": n_joined - n_labelled,
+            "n_labelled_train": n_labelled_train, "n_unlabelled_train": split["n_train"] - n_labelled_train,
+            "views": record_tta(run_record(teachers[0]))}
 
 
 if __name__ == "__main__":

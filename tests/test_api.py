@@ -244,16 +244,43 @@ def test_the_shipped_best_model_scores_on_its_validation_galaxies_as_its_card_sa
     split = model.record["split"]
     summary = galaxyprep.build(shared_gz / "images", tmp_path / "all.h5", shared_gz / "training_solutions_rev1.csv",
                                recipe="best")
-    assert summary.n_written == model.record["data"]["n_images"]
+    student = galaxytrain.models.pretrained.shipped_model("best").meta["card"].get("student")
+    # a student's own file also held the soft-labelled test galaxies; the card counts the labelled ones
+    assert summary.n_written == (student["n_labelled"] if student else model.record["data"]["n_images"])
     with GalaxyFile(tmp_path / "all.h5") as f:
         ids, images, labels = f.ids.copy(), f.images(0, f.n_images), f.labels().astype(np.float64)
     _, val = split_rows(ids, split["val_fraction"], split["seed"])
-    assert len(val) == split["n_val"]
+    assert len(val) == card["n_val"]
     found = model.predict(images[val], ids=ids[val], tta=1)
     rmse = float(np.sqrt(np.mean((np.clip(found.mean, 0, 1) - labels[val]) ** 2)))
     # the card's figure was computed in float32; this CPU may compute in bfloat16: rounding apart
     assert rmse == pytest.approx(card["rmse_1"], abs=2e-3)
     assert rmse < 0.75 * card["rmse_mean_predictor"]
+
+
+def test_a_students_card_says_what_it_learnt_from_and_scores_only_its_labelled_validation_galaxies():
+    """Its own split mixes labelled and soft-labelled galaxies; the card's figures are on the labelled ones."""
+    from galaxytrain.models.pretrained import model_card
+
+    record = {"config": {"recipe": "best-synth-distil", "model": "galaxy_parts", "head": "tree", "seed": 0},
+              "data": {"n_images": 7063, "crop": 207, "image_size": 69},
+              "split": {"n_train": 6357, "n_val": 706, "seed": 0, "val_fraction": 0.1}}
+    card = {"evaluation": {"tta": 16, "n_val": 620, "rmse_tta": 0.0893, "rmse_1": 0.0905, "rmse_mean_predictor": 0.17,
+                           "question_rmse": {}, "float16_max_abs_change": 1e-4, "float16_rmse_change": 1e-7},
+            "made_by": {"command": "c", "commit": "abc", "machine": "m", "date": "d"},
+            "training": {"epochs": 80, "best_epoch": 70, "minutes": 40.0},
+            "student": {"teachers": [{"run": "seed0", "seed": 0, "minutes": 30.5, "val_rmse_tta": 0.0901},
+                                     {"run": "seed1", "seed": 1, "minutes": 31.0, "val_rmse_tta": None}],
+                        "n_labelled": 5866, "n_unlabelled": 1197, "n_labelled_train": 5246,
+                        "n_unlabelled_train": 1111, "views": 16}}
+    text = model_card("best", "a student", record, card)
+    assert "5,246 labelled and 1,111 soft-labelled galaxies trained on, 706 kept for validation" in text
+    assert "On the 620 validation galaxies" in text and "Trained on 5,246 galaxies" in text
+    assert "the 5,866 labelled Kaggle training JPEGs" in text and "and its 1,197 unlabelled test JPEGs" in text
+    assert "they trained 61.5 min before it" in text
+    # only the teacher that kept the student's validation galaxies out is scored on them
+    assert "| its teacher seed0 alone, 16 views | 0.0901 |" in text and "seed1 alone" not in text
+    assert "`galaxyprep build --recipe best`" in text  # the data recipe, not the training one
 
 
 def test_info_says_what_the_build_left_out(tmp_path, capsys):

@@ -140,7 +140,7 @@ def write_shipped_model(folder: Path, *, architecture: dict, weights: list[np.nd
 
 
 def export_run(run: str | Path, folder: str | Path, *, summary: str, evaluation: dict, made_by: dict,
-               synthetic: dict | None = None) -> ShippedModel:
+               synthetic: dict | None = None, student: dict | None = None) -> ShippedModel:
     """Ship a run's verified best.keras as `folder`: compact weights, its record, and a model card.
 
     `evaluation` holds the figures measured on the run's own validation
@@ -149,6 +149,9 @@ def export_run(run: str | Path, folder: str | Path, *, summary: str, evaluation:
     needs (config, data's crop, size and normalisation, split), not the
     training machine's paths. `synthetic` ({"command", "recipe"}): the run
     trained on galaxyprep synth galaxies, for the recipe that starts from it.
+    `student` (its teachers and galaxy counts): the run is an ensemble's
+    student (``fit --unlabelled``), whose own split mixes labelled galaxies
+    with soft-labelled ones; `evaluation` is on the labelled ones.
     """
     from ..run_dir import RunDir
     from .io import load_model
@@ -166,12 +169,13 @@ def export_run(run: str | Path, folder: str | Path, *, summary: str, evaluation:
                       "baseline_val_rmse_mean_predictor": record.get("baseline_val_rmse_mean_predictor")}
     if record.get("start"):  # a fine-tuned run: what it started from (and so its test-time views)
         shipped_record["start"] = {k: v for k, v in record["start"].items() if k != "weights"}
-    history = state.get("history", [])
     training = {"epochs": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
-                "minutes": round(sum(float(h.get("epoch_time_s") or 0) for h in history) / 60, 1)}
+                "minutes": run_dir.minutes_trained()}
     card = {"evaluation": evaluation, "made_by": made_by, "training": training}
     if synthetic:
         card["synthetic"] = synthetic
+    if student:
+        card["student"] = student
     return write_shipped_model(Path(folder), architecture=json.loads(model.to_json()), weights=model.get_weights(),
                                record=shipped_record, summary=summary, card=card)
 
@@ -227,6 +231,34 @@ def model_card(name: str, summary: str, record: dict, card: dict) -> str:
         limits = _REAL_LIMITS.format(n_train=split.get('n_train', '?'))
         terms = _KAGGLE_TERMS
         scale = _LEADERBOARD_SCALE
+    recipe_line = f"`galaxytrain fit --recipe {cfg.get('recipe')}` ({options})"
+    split_line = (f"{split.get('n_train', '?'):,} galaxies trained on, {split.get('n_val', '?'):,} kept for validation\n"
+                  f"  (fit's GalaxyID hash split, seed {split.get('seed')}, fraction {split.get('val_fraction')})")
+    n_val, teacher_rows = split.get("n_val", "?"), ""
+    student = card.get("student")  # an ensemble's student: its teachers, and what it learnt from with and without labels
+    if student:
+        source = (f"the {student['n_labelled']:,} labelled Kaggle training JPEGs of ../shared/data/gz (see its "
+                  f"SOURCES.md) and its {student['n_unlabelled']:,} unlabelled test JPEGs (their labels: the "
+                  f"teachers' soft votes)")
+        recipe_line = (f"`galaxytrain fit --recipe {cfg.get('recipe')} --unlabelled TEST.h5`, whose last member this "
+                       f"is ({options}).\n- **Teachers:** the recipe's {len(student['teachers'])} members (seeds "
+                       f"{', '.join(str(t['seed']) for t in student['teachers'])}, each keeping its own 10% for "
+                       f"validation), averaged over {student['views']} test-time views, voted on the test galaxies; they trained "
+                       f"{sum(t['minutes'] for t in student['teachers']):.1f} min before it")
+        split_line = (f"{student['n_labelled_train']:,} labelled and {student['n_unlabelled_train']:,} soft-labelled "
+                      f"galaxies trained on, {split.get('n_val', '?'):,} kept for validation\n  (fit's GalaxyID hash "
+                      f"split, seed {split.get('seed')}, fraction {split.get('val_fraction')}), {ev.get('n_val', '?'):,}"
+                      " of them labelled: the figures below")
+        n_val = ev.get("n_val", "?")
+        teacher_rows = "".join(f"\n| its teacher {t['run']} alone, {ev.get('tta')} views | {t['val_rmse_tta']:.4f} |"
+                               for t in student["teachers"] if t.get("val_rmse_tta") is not None)
+        limits = _REAL_LIMITS.format(n_train=student["n_labelled_train"]) + (
+            "\n- Its validation galaxies were kept out of its training and of the teacher with its seed, not out of "
+            "the\n  other teachers' (each kept its own 10%): the test galaxies' soft votes carry a little of "
+            "what those learnt\n  from them.")
+    from ..recipes import RECIPES
+
+    build = RECIPES[cfg["recipe"]].data.name if cfg.get("recipe") in RECIPES else cfg.get("recipe")
     return f"""# Shipped model `{name}`
 
 {summary[:1].upper() + summary[1:]}.
@@ -235,11 +267,10 @@ Load it with `galaxytrain.load("{name}")`, or `galaxytrain predict --pretrained 
 
 ## How it was made
 - **Data:** {source},
-  built with `galaxyprep build --recipe {cfg.get('recipe')}`: the centre {data.get('crop')} pixels of each 424-pixel
+  built with `galaxyprep build --recipe {build}`: the centre {data.get('crop')} pixels of each 424-pixel
   frame, area-averaged to {data.get('image_size')} pixels.
-- **Recipe:** `galaxytrain fit --recipe {cfg.get('recipe')}` ({options}).
-- **Split:** {split.get('n_train', '?'):,} galaxies trained on, {split.get('n_val', '?'):,} kept for validation
-  (fit's GalaxyID hash split, seed {split.get('seed')}, fraction {split.get('val_fraction')}).
+- **Recipe:** {recipe_line}.
+- **Split:** {split_line}.
 - **Training:** {training['epochs']} epochs, best validation loss at epoch {training['best_epoch']};
   {training['minutes']} min of training in {record.get('gpu', {}).get('policy', 'float32')} on {made.get('machine')}.
 - **Made by:** `{made.get('command')}`, exported at commit {made.get('commit')}, {made.get('date')};
@@ -248,13 +279,13 @@ Load it with `galaxytrain.load("{name}")`, or `galaxytrain predict --pretrained 
   at most {ev.get('float16_max_abs_change', float('nan')):.2g} and the RMSE by {ev.get('float16_rmse_change', float('nan')):+.1e}.
 
 ## How good
-On the {split.get('n_val', '?'):,} validation galaxies (not trained on; they chose the epoch, so the figure is slightly
+On the {n_val:,} validation galaxies (not trained on; they chose the epoch, so the figure is slightly
 optimistic), computed in float32:
 
 | predictor | RMSE over the 37 answers |
 | --- | --- |
 | this model, {ev.get('tta')} test-time views (the default) | {ev.get('rmse_tta', float('nan')):.4f} |
-| this model, 1 view | {ev.get('rmse_1', float('nan')):.4f} |
+| this model, 1 view | {ev.get('rmse_1', float('nan')):.4f} |{teacher_rows}
 | the training set's mean vote fractions | {ev.get('rmse_mean_predictor', float('nan')):.4f} |
 
 {scale}RMSE per question (validation, {ev.get('tta')} views):
