@@ -310,7 +310,10 @@ def _lone_worker(data: Path, out: Path, *extra: str) -> subprocess.Popen:
            "TF_CONFIG": json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": 0}})}
     cmd = [sys.executable, "-m", "galaxytrain", "fit", "--data", str(data), "--out", str(out), "--strategy",
            "multi-worker", "--epochs", "1", "--batch-size", str(PER_REPLICA), "--no-progress", *extra]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as at a terminal: a shell starts background jobs (`pytest &`) with SIGINT ignored, which their
+    # children inherit and Python keeps, so the SIGINT case failed whenever the suite ran in the background.
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_a_worker_whose_peer_never_joins_gives_up_after_the_join_timeout(data_file, tmp_path):
