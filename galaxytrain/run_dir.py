@@ -144,12 +144,12 @@ class RunDir:
         raise ValueError(f"is not the model this run saved: its SHA-256 differs from the one {self.state.name} "
                          "recorded (replaced or damaged since)")
 
-    # -- writing -------------------------------------------------------------------------
-
     def minutes_trained(self) -> float:
         """Minutes its recorded epochs took, to one decimal (0 before any): a model card's training time."""
         history = (self.read_state() or {}).get("history", [])
         return round(sum(float(row.get("epoch_time_s") or 0) for row in history) / 60, 1)
+
+    # -- writing -------------------------------------------------------------------------
 
     def clear(self) -> None:
         """Remove this module's files (for --overwrite); other files in the folder stay."""

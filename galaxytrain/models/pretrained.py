@@ -232,10 +232,11 @@ def model_card(name: str, summary: str, record: dict, card: dict) -> str:
         terms = _KAGGLE_TERMS
         scale = _LEADERBOARD_SCALE
     recipe_line = f"`galaxytrain fit --recipe {cfg.get('recipe')}` ({options})"
-    split_line = (f"{split.get('n_train', '?'):,} galaxies trained on, {split.get('n_val', '?'):,} kept for validation\n"
-                  f"  (fit's GalaxyID hash split, seed {split.get('seed')}, fraction {split.get('val_fraction')})")
+    split_line = (f"{split.get('n_train', '?'):,} galaxies trained on, {split.get('n_val', '?'):,} kept for "
+                  f"validation\n  (fit's GalaxyID hash split, seed {split.get('seed')}, fraction "
+                  f"{split.get('val_fraction')})")
     n_val, teacher_rows = split.get("n_val", "?"), ""
-    student = card.get("student")  # an ensemble's student: its teachers, and what it learnt from with and without labels
+    student = card.get("student")  # an ensemble's student: its teachers; what it learnt from, with and without labels
     if student:
         source = (f"the {student['n_labelled']:,} labelled Kaggle training JPEGs of ../shared/data/gz (see its "
                   f"SOURCES.md) and its {student['n_unlabelled']:,} unlabelled test JPEGs (their labels: the "
@@ -243,12 +244,12 @@ def model_card(name: str, summary: str, record: dict, card: dict) -> str:
         recipe_line = (f"`galaxytrain fit --recipe {cfg.get('recipe')} --unlabelled TEST.h5`, whose last member this "
                        f"is ({options}).\n- **Teachers:** the recipe's {len(student['teachers'])} members (seeds "
                        f"{', '.join(str(t['seed']) for t in student['teachers'])}, each keeping its own 10% for "
-                       f"validation), averaged over {student['views']} test-time views, voted on the test galaxies; they trained "
-                       f"{sum(t['minutes'] for t in student['teachers']):.1f} min before it")
+                       f"validation), averaged over {student['views']} test-time views, voted on the test galaxies; "
+                       f"they trained {sum(t['minutes'] for t in student['teachers']):.1f} min before it")
         split_line = (f"{student['n_labelled_train']:,} labelled and {student['n_unlabelled_train']:,} soft-labelled "
                       f"galaxies trained on, {split.get('n_val', '?'):,} kept for validation\n  (fit's GalaxyID hash "
-                      f"split, seed {split.get('seed')}, fraction {split.get('val_fraction')}), {ev.get('n_val', '?'):,}"
-                      " of them labelled: the figures below")
+                      f"split, seed {split.get('seed')}, fraction {split.get('val_fraction')}), "
+                      f"{ev.get('n_val', '?'):,} of them labelled: the figures below")
         n_val = ev.get("n_val", "?")
         teacher_rows = "".join(f"\n| its teacher {t['run']} alone, {ev.get('tta')} views | {t['val_rmse_tta']:.4f} |"
                                for t in student["teachers"] if t.get("val_rmse_tta") is not None)
