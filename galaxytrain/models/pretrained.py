@@ -210,6 +210,12 @@ def model_card(name: str, summary: str, record: dict, card: dict) -> str:
                                 "learning_rate", "lr_schedule", "seed"))
     questions = "\n".join(f"| {q} | {v:.4f} |" for q, v in ev.get("question_rmse", {}).items())
     synthetic = card.get("synthetic")  # {"command": ...}: a network pretrained on galaxyprep synth galaxies
+    student = card.get("student")  # an ensemble's student: its teachers; what it learnt from, with and without labels
+    hash_split = f"(fit's GalaxyID hash split, seed {split.get('seed')}, fraction {split.get('val_fraction')})"
+    recipe_line = f"`galaxytrain fit --recipe {cfg.get('recipe')}` ({options})"
+    split_line = (f"{split.get('n_train', '?'):,} galaxies trained on, {split.get('n_val', '?'):,} kept for "
+                  f"validation\n  {hash_split}")
+    n_val, teacher_rows = split.get("n_val", "?"), ""
     if synthetic:
         source = (f"the {data.get('n_images', '?'):,} synthetic galaxies of `{synthetic['command']}` (SDSS-like "
                   "renderings whose volunteers' votes are simulated along the Galaxy Zoo tree)")
@@ -223,40 +229,32 @@ def model_card(name: str, summary: str, record: dict, card: dict) -> str:
                  "above; no third party's data.")
         scale = ""
     else:
-        source = f"the {data.get('n_images', '?'):,} labelled Kaggle training JPEGs of ../shared/data/gz (see its SOURCES.md)"
+        n_labelled = student["n_labelled"] if student else data.get("n_images", "?")
+        source = f"the {n_labelled:,} labelled Kaggle training JPEGs of ../shared/data/gz (see its SOURCES.md)"
         use = ("Galaxy Zoo 2 vote fractions (the Kaggle challenge's 37 answers) for SDSS gri colour JPEGs framed as "
                "the challenge's\nare: 424 x 424 pixels, the galaxy centred, scaled to its Petrosian radius. A "
                "starting point for predictions without\ntraining, for fine-tuning on one's own labels, and as a "
                "baseline to beat.")
-        limits = _REAL_LIMITS.format(n_train=split.get('n_train', '?'))
+        limits = _REAL_LIMITS.format(n_train=student["n_labelled_train"] if student else split.get('n_train', '?'))
         terms = _KAGGLE_TERMS
         scale = _LEADERBOARD_SCALE
-    recipe_line = f"`galaxytrain fit --recipe {cfg.get('recipe')}` ({options})"
-    split_line = (f"{split.get('n_train', '?'):,} galaxies trained on, {split.get('n_val', '?'):,} kept for "
-                  f"validation\n  (fit's GalaxyID hash split, seed {split.get('seed')}, fraction "
-                  f"{split.get('val_fraction')})")
-    n_val, teacher_rows = split.get("n_val", "?"), ""
-    student = card.get("student")  # an ensemble's student: its teachers; what it learnt from, with and without labels
     if student:
-        source = (f"the {student['n_labelled']:,} labelled Kaggle training JPEGs of ../shared/data/gz (see its "
-                  f"SOURCES.md) and its {student['n_unlabelled']:,} unlabelled test JPEGs (their labels: the "
-                  f"teachers' soft votes)")
+        source += (f" and its {student['n_unlabelled']:,} unlabelled test JPEGs (their labels: the teachers' soft "
+                   "votes)")
         recipe_line = (f"`galaxytrain fit --recipe {cfg.get('recipe')} --unlabelled TEST.h5`, whose last member this "
                        f"is ({options}).\n- **Teachers:** the recipe's {len(student['teachers'])} members (seeds "
                        f"{', '.join(str(t['seed']) for t in student['teachers'])}, each keeping its own 10% for "
                        f"validation), averaged over {student['views']} test-time views, voted on the test galaxies; "
                        f"they trained {sum(t['minutes'] for t in student['teachers']):.1f} min before it")
         split_line = (f"{student['n_labelled_train']:,} labelled and {student['n_unlabelled_train']:,} soft-labelled "
-                      f"galaxies trained on, {split.get('n_val', '?'):,} kept for validation\n  (fit's GalaxyID hash "
-                      f"split, seed {split.get('seed')}, fraction {split.get('val_fraction')}), "
+                      f"galaxies trained on, {split.get('n_val', '?'):,} kept for validation\n  {hash_split}, "
                       f"{ev.get('n_val', '?'):,} of them labelled: the figures below")
         n_val = ev.get("n_val", "?")
         teacher_rows = "".join(f"\n| its teacher {t['run']} alone, {ev.get('tta')} views | {t['val_rmse_tta']:.4f} |"
                                for t in student["teachers"] if t.get("val_rmse_tta") is not None)
-        limits = _REAL_LIMITS.format(n_train=student["n_labelled_train"]) + (
-            "\n- Its validation galaxies were kept out of its training and of the teacher with its seed, not out of "
-            "the\n  other teachers' (each kept its own 10%): the test galaxies' soft votes carry a little of "
-            "what those learnt\n  from them.")
+        limits += ("\n- Its validation galaxies were kept out of its training and of the teacher with its seed, not "
+                   "out of the\n  other teachers' (each kept its own 10%): the test galaxies' soft votes carry a "
+                   "little of what those learnt\n  from them.")
     from ..recipes import RECIPES
 
     build = RECIPES[cfg["recipe"]].data.name if cfg.get("recipe") in RECIPES else cfg.get("recipe")
