@@ -64,7 +64,7 @@ def test_a_budgeted_run_plans_at_its_first_epoch_and_the_schedule_spans_the_plan
     assert record["config"]["epochs"] == PLANNED and record["config"]["hours"] == HOURS
     assert record["plan"] == state["plan"]
     plan_line = [line for line in logged if line.startswith("time budget 0.1 h")]
-    assert len(plan_line) == 1 and f"trains {PLANNED} epochs" in plan_line[0], logged
+    assert len(plan_line) == 1 and f"trains {PLANNED} epochs of the {CEILING} asked" in plan_line[0], logged
     assert any(line.startswith(f"epoch 1/{PLANNED}:") for line in logged), logged
 
     rows = read_history_csv(out / "history.csv")
