@@ -104,7 +104,7 @@ RECIPES: dict[str, Recipe] = {
                 "0.0876 (0.0871 with another student seed; 0.0874 against 0.0879 in an earlier training on another "
                 "VM); the most accurate recipe. "
                 "Three trainings, the student's 1.2x a member's on the shared images: about 1.7 h with bfloat16 on "
-                "2 cores (Zen 5), 2.8-3.8 h in float32, about 5 h with AVX2 only, for the 5,866 shared and 1,197 "
+                "2 cores (Zen 5), 2.8-3.8 h in float32, 4.4-5.0 h with AVX2 only, for the 5,866 shared and 1,197 "
                 "test images (--hours 3 caps it: at 48 epochs instead of 80 the three scored 1.9% worse)",
         options=_BEST_SYNTH,
         tta=16, data_name="best", seeds=(0, 1), student=True),
