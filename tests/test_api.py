@@ -201,6 +201,114 @@ def test_the_shell_predicts_and_scores_with_a_shipped_model(trained, shipped, tm
     assert neither.exit_code == 1 and "--run/--pretrained" in neither.stderr
 
 
+def _ensemble_card() -> dict:
+    """What scripts/train_pretrained.py records of a shipped ensemble, with figures of its kind."""
+    evaluation = {"tta": 16, "n_val": 620, "rmse_tta": 0.0862, "rmse_1": 0.0870, "rmse_mean_predictor": 0.173,
+                  "question_rmse": {"Class1": 0.118}}
+    members = [{"name": "best-three/seed0", "role": "teacher, seed 0", "val_rmse_tta": 0.0897, "n_val": 620,
+                "minutes": 30.0, "rmse_tta_here": 0.0897, "trained_on_val": 0},
+               {"name": "best-three/seed1", "role": "teacher, seed 1", "val_rmse_tta": 0.0905, "n_val": 581,
+                "minutes": 31.5, "rmse_tta_here": None, "trained_on_val": 557},
+               {"name": "best", "role": "student", "val_rmse_tta": 0.0881, "n_val": 620, "minutes": 37.6,
+                "rmse_tta_here": 0.0881, "trained_on_val": 0}]
+    card = {"evaluation": evaluation, "made_by": {"command": "c", "commit": "abc", "machine": "m", "date": "d"},
+            "members": members, "recipe": "best-synth-distil",
+            "data": {"n_labelled": 5866, "n_unlabelled": 1197, "n_labelled_train": 5246, "build": "best", "crop": 207,
+                     "image_size": 69},
+            "holdout": {"rmse": 0.0873, "networks": [0.0884, 0.0889, 0.0881], "n_train": 4230, "n": 1156,
+                        "source": "the bench"}}
+    return card
+
+
+@pytest.fixture
+def shipped_ensemble(shipped, tmp_path):
+    """`tiny` and a second network of its architecture (other output biases), shipped as the ensemble `pair`."""
+    import json
+
+    import galaxytrain.models.pretrained as pretrained
+
+    root = tmp_path / "pretrained"
+    other = [w.astype(np.float32) for w in shipped.stored_weights()]
+    bias = max(i for i, w in enumerate(other) if w.shape == (len(CLASS_NAMES),))  # the output layer's bias
+    other[bias] = other[bias] - 0.5  # another network's answers
+    second = pretrained.write_shipped_model(root / "pair" / "b", architecture=shipped.meta["architecture"],
+                                            weights=other, record=shipped.record, summary="a second network",
+                                            card=shipped.meta["card"], name="pair/b")
+    assert json.loads((root / "pair" / "b" / "model.json").read_text())["name"] == "pair/b"
+    return pretrained.write_shipped_ensemble(root / "pair", [shipped, second], summary="two networks",
+                                             card=_ensemble_card())
+
+
+def test_a_shipped_ensemble_predicts_its_networks_average(trained, shipped_ensemble):
+    _, data, _ = trained
+    # listed by its own name; its networks load alone, by theirs
+    assert set(galaxytrain.list_pretrained()) == {"tiny", "pair"}
+    one, two = galaxytrain.load("tiny"), galaxytrain.load("pair/b")
+    assert two.source == "pretrained:pair/b"
+    alone = [m.predict(data, tta=2).mean for m in (one, two)]
+    assert np.abs(alone[0] - alone[1]).max() > 0.01  # two networks that answer differently
+    both = galaxytrain.predict("pair", data, tta=2)
+    np.testing.assert_allclose(both.mean, (alone[0] + alone[1]) / 2, atol=1e-5)
+    with pytest.raises(InputError, match="shipped ensemble of 2 networks: predict or score it whole .*tiny, pair/b"):
+        galaxytrain.load("pair")
+    with pytest.raises(InputError, match="shipped ensemble"):
+        galaxytrain.finetune(data, shipped_ensemble.folder.parent.parent / "ft", pretrained="pair", epochs=1)
+    with pytest.raises(InputError, match="no shipped model of that name"):
+        galaxytrain.load("pretrained:pair/../tiny")
+
+
+def test_a_shipped_ensemble_refuses_a_network_exported_without_it(trained, shipped, shipped_ensemble):
+    """Networks of two trainings would describe neither: a member must be the one the ensemble was made with."""
+    import galaxytrain.models.pretrained as pretrained
+
+    _, data, _ = trained
+    (shipped_ensemble.folder / "b" / "model.json").unlink()
+    with pytest.raises(InputError, match="names the member 'pair/b', which is not a shipped network"):
+        galaxytrain.predict("pretrained:pair", data, tta=1)
+    # `tiny` exported again from another training: the ensemble does not name these weights
+    again = [w.astype(np.float32) * 0.99 for w in shipped.stored_weights()]
+    pretrained.write_shipped_model(shipped.folder, architecture=shipped.meta["architecture"], weights=again,
+                                   record=shipped.record, summary="a tiny test model", card=shipped.meta["card"])
+    assert galaxytrain.load("tiny").source == "pretrained:tiny"  # alone, it is a model as any other
+    with pytest.raises(InputError, match="is not the network the shipped ensemble 'pair' was made with"):
+        galaxytrain.predict("pair", data, tta=1)
+
+
+def test_the_shell_predicts_with_a_shipped_ensemble_and_never_writes_over_it(trained, shipped_ensemble, tmp_path):
+    from typer.testing import CliRunner
+
+    from galaxytrain.cli import app
+
+    _, data, _ = trained
+    runner = CliRunner()
+    listed = runner.invoke(app, ["models"])
+    assert listed.exit_code == 0 and "pair: two networks" in listed.stdout and "pair/b" not in listed.stdout
+    out = tmp_path / "pair.csv"
+    done = runner.invoke(app, ["predict", "--pretrained", "pair", "--data", str(data), "--out", str(out), "--tta", "1",
+                               "--no-progress"])
+    assert done.exit_code == 0, done.output
+    found = np.loadtxt(out, delimiter=",", skiprows=1)[:, 1:]
+    np.testing.assert_allclose(found, np.clip(galaxytrain.predict("pair", data, tta=1).mean, 0, 1), atol=1e-5)
+    for target in (shipped_ensemble.card_path, shipped_ensemble.folder / "b" / "weights.npz"):
+        refused = runner.invoke(app, ["predict", "--pretrained", "pair", "--data", str(data), "--out", str(target),
+                                      "--overwrite"])
+        assert refused.exit_code == 1 and "--pretrained" in refused.stderr
+
+
+def test_an_ensembles_card_names_its_networks_and_what_each_trained_on():
+    from galaxytrain.models.pretrained import ensemble_card
+
+    card = _ensemble_card()
+    text = ensemble_card("best-three", "three networks", card)
+    assert "| `best-three/seed1` | teacher, seed 1 | 0.0905 (581) | 31.5 |" in text
+    assert "`best-three/seed0` and `best` kept them out; `best-three/seed1` trained on 557 of them" in text
+    assert "the average's figures here are optimistic" in text
+    assert "| this ensemble, 16 test-time views (the default) | 0.0862 |" in text
+    assert "| `best` alone, 16 views | 0.0881 |" in text and "`best-three/seed1` alone" not in text
+    assert "99.1 min of\n  training in all" in text and "scored **0.0873** on 1,156 kept out" in text
+    assert "Trained on 5,246 galaxies" in text and "## Data terms" in text
+
+
 def test_build_split_gives_two_disjoint_sides_decided_by_galaxyid(tmp_path):
     """--split train|holdout: a labelled holdout for score, by the hash fit and the bench use."""
     from galaxyprep.synth import synthesize
@@ -235,20 +343,26 @@ def test_a_build_says_what_its_id_list_left_out(tmp_path):
     assert "15 image(s) not in the --ids list: not built" in summary.lines()
 
 
-def test_the_shipped_best_model_scores_on_its_validation_galaxies_as_its_card_says(shared_gz, tmp_path):
+@pytest.fixture(scope="module")
+def shared_built(shared_gz, tmp_path_factory):
+    """Every shared labelled image built as the shipped models' file was: (build summary, ids, images, labels)."""
+    out = tmp_path_factory.mktemp("shared") / "all.h5"
+    summary = galaxyprep.build(shared_gz / "images", out, shared_gz / "training_solutions_rev1.csv", recipe="best")
+    with GalaxyFile(out) as f:
+        return summary, f.ids.copy(), f.images(0, f.n_images), f.labels().astype(np.float64)
+
+
+def test_the_shipped_best_model_scores_on_its_validation_galaxies_as_its_card_says(shared_built):
     """The package's own model, loaded as a user would, on the real galaxies it was not trained on."""
     from galaxytrain.data import split_rows
 
+    summary, ids, images, labels = shared_built
     model = galaxytrain.load("best")
     card = galaxytrain.models.pretrained.shipped_model("best").meta["card"]["evaluation"]
     split = model.record["split"]
-    summary = galaxyprep.build(shared_gz / "images", tmp_path / "all.h5", shared_gz / "training_solutions_rev1.csv",
-                               recipe="best")
     student = galaxytrain.models.pretrained.shipped_model("best").meta["card"].get("student")
     # a student's own file also held the soft-labelled test galaxies; the card counts the labelled ones
     assert summary.n_written == (student["n_labelled"] if student else model.record["data"]["n_images"])
-    with GalaxyFile(tmp_path / "all.h5") as f:
-        ids, images, labels = f.ids.copy(), f.images(0, f.n_images), f.labels().astype(np.float64)
     _, val = split_rows(ids, split["val_fraction"], split["seed"])
     assert len(val) == card["n_val"]
     found = model.predict(images[val], ids=ids[val], tta=1)

@@ -18,7 +18,7 @@ from galaxyprep import GalaxyFile, InputError, LabelSchema
 from ..compute import inference_policy
 from ..data import Normalization
 from ..models import load_model_for_prediction
-from ..models.pretrained import PREFIX, ShippedModel, shipped_model, shipped_models
+from ..models.pretrained import PREFIX, ShippedModel, find_shipped, shipped_model
 from ..recipes import RECIPES
 from ..ensemble import read_members
 from ..run_dir import RunDir
@@ -136,11 +136,20 @@ def load(source: ModelSource, which: str = "best", lazy: bool = False) -> Traine
     if isinstance(source, TrainedModel):
         return source
     shipped = _shipped_name(source)
-    members = read_members(source) if shipped is None and Path(source).is_dir() else None
-    if members is not None:
-        raise InputError(source, f"is an ensemble of {len(members)} runs: predict or score it whole "
-                                 f"(galaxytrain.predict, --run {source}), or load one of its member folders")
-    trained = describe_shipped(shipped_model(shipped)) if shipped is not None else describe_run(source, which)
+    if shipped is not None:
+        model = shipped_model(shipped)
+        if model.is_ensemble:
+            names = ", ".join(m["name"] for m in model.meta["members"])
+            raise InputError(source, f"is a shipped ensemble of {len(model.meta['members'])} networks: predict or "
+                                     f"score it whole (galaxytrain.predict, --pretrained {model.name}), or load one "
+                                     f"of them ({names})")
+        trained = describe_shipped(model)
+    else:
+        members = read_members(source) if Path(source).is_dir() else None
+        if members is not None:
+            raise InputError(source, f"is an ensemble of {len(members)} runs: predict or score it whole "
+                                     f"(galaxytrain.predict, --run {source}), or load one of its member folders")
+        trained = describe_run(source, which)
     if not lazy:
         trained.model  # noqa: B018 - load and verify now
     return trained
@@ -151,7 +160,7 @@ def _shipped_name(source: str | Path) -> str | None:
         return None
     if source.startswith(PREFIX):
         return source[len(PREFIX):]
-    if source in shipped_models():
+    if find_shipped(source) is not None:
         if Path(source).exists():
             raise InputError(source, f"is both a path and a shipped model's name: say pretrained:{source} or "
                                      f"./{source}")
@@ -227,7 +236,10 @@ def protected_paths(sources: Sequence[ModelSource], data: str | Path | None) -> 
     out: list[tuple[str, Path]] = []
     for trained in as_sources(sources):
         if trained.source.startswith(PREFIX):
-            out += [("--pretrained", path) for path in trained.model_path.parent.iterdir()]
+            folder = trained.model_path.parent
+            # an ensemble's network: its own folder's files, and the ensemble folder's around it
+            out += [("--pretrained", path) for path in folder.iterdir()]
+            out += [("--pretrained", path) for path in folder.parent.iterdir()] if "/" in trained.source else []
         else:
             out += [("--run", trained.model_path)] + [("--run", path) for path in RunDir(trained.source).files()]
     if data is not None:
@@ -249,9 +261,13 @@ def as_sources(sources: ModelSource | Sequence[ModelSource]) -> list[TrainedMode
 
 
 def _members(source: ModelSource) -> list[ModelSource]:
-    """An ensemble folder's member runs (`galaxytrain.ensemble`); any other source as it is."""
-    if isinstance(source, TrainedModel) or (isinstance(source, str) and _shipped_name(source) is not None):
+    """An ensemble folder's member runs (`galaxytrain.ensemble`), a shipped ensemble's networks; others as they are."""
+    if isinstance(source, TrainedModel):
         return [source]
+    shipped = _shipped_name(source) if isinstance(source, str) else None
+    if shipped is not None:
+        model = shipped_model(shipped)
+        return [describe_shipped(m) for m in model.members()] if model.is_ensemble else [source]
     members = read_members(source) if Path(source).is_dir() else None
     return [source] if members is None else list(members)
 

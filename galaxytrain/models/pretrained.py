@@ -8,6 +8,12 @@ One folder per model under ``galaxytrain/pretrained/``::
                           the predictions by is measured and stated in the card)
     <name>/MODEL_CARD.md  how it was made, how good it is, what it is for, its limits, the data's terms
 
+A shipped ensemble is a folder whose model.json names its member networks
+(shipped models, by names such as ``best-three/seed0`` for one kept in its
+own folder, or ``best`` for one shipped alone) with each one's weights'
+SHA-256: prediction averages them, and a member re-exported without the
+ensemble is refused rather than silently mixed with the others.
+
 This module is the format's one reader and one writer. A model is verified
 before use: weights whose SHA-256 is not the one model.json names are refused.
 scripts/train_pretrained.py makes the shipped models.
@@ -59,10 +65,35 @@ class ShippedModel:
     def card_path(self) -> Path:
         return self.folder / "MODEL_CARD.md"
 
+    @property
+    def is_ensemble(self) -> bool:
+        return "members" in self.meta
+
+    def members(self) -> list["ShippedModel"]:
+        """An ensemble's networks, each checked to be the one the ensemble was exported with."""
+        root = self.folder.parents[self.name.count("/")]
+        found = []
+        for member in self.meta.get("members", []):
+            model = find_shipped(str(member.get("name")), root)
+            if model is None or model.is_ensemble:
+                raise InputError(self.folder / "model.json", f"names the member {member.get('name')!r}, which is not a "
+                                                             "shipped network here; reinstall galaxytrain")
+            if model.meta.get("weights", {}).get("sha256") != member.get("sha256"):
+                raise InputError(model.folder / "model.json",
+                                 f"is not the network the shipped ensemble {self.name!r} was made with (its weights' "
+                                 "SHA-256 differs): one was exported without the other; reinstall galaxytrain")
+            found.append(model)
+        return found
+
     def load(self, choose_policy: Callable[[str], str] | None = None):
         """The Keras model, ready to predict, after checking the weights' SHA-256."""
         from .io import model_from_architecture
 
+        weights = [_as_float32(w) for w in self.stored_weights()]
+        return model_from_architecture(self.meta["architecture"], weights, choose_policy, source=self.weights_path)
+
+    def stored_weights(self) -> list[np.ndarray]:
+        """The weights as stored (float16 where compacted), after checking their SHA-256 against model.json."""
         path = self.weights_path
         if not path.is_file():
             raise InputError(path, f"the weights of shipped model {self.name!r} are missing; reinstall galaxytrain")
@@ -72,8 +103,7 @@ class ShippedModel:
             raise InputError(path, f"does not match the SHA-256 in {self.folder / 'model.json'}: the shipped "
                                    f"model {self.name!r} was changed or damaged; reinstall galaxytrain")
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            weights = [_as_float32(npz[f"w{i:04d}"]) for i in range(len(npz.files))]
-        return model_from_architecture(self.meta["architecture"], weights, choose_policy, source=path)
+            return [npz[f"w{i:04d}"] for i in range(len(npz.files))]
 
 
 def shipped_models(root: Path | None = None) -> dict[str, ShippedModel]:
@@ -81,25 +111,46 @@ def shipped_models(root: Path | None = None) -> dict[str, ShippedModel]:
     root = PRETRAINED_ROOT if root is None else root
     found = {}
     for meta_path in sorted(root.glob("*/model.json")) if root.is_dir() else []:
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(meta, dict) and meta.get("format") == FORMAT:
-            name = meta_path.parent.name
-            found[name] = ShippedModel(name, meta_path.parent, meta)
+        meta = _read_meta(meta_path)
+        if meta is not None:
+            found[meta_path.parent.name] = ShippedModel(meta_path.parent.name, meta_path.parent, meta)
     return found
 
 
-def shipped_model(name: str, root: Path | None = None) -> ShippedModel:
-    """The shipped model `name` (with or without the ``pretrained:`` prefix), or one line naming those there are."""
+def _read_meta(meta_path: Path) -> dict | None:
+    """A model.json of this format, or None (not one, or not readable)."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == FORMAT else None
+
+
+def find_shipped(name: str, root: Path | None = None) -> ShippedModel | None:
+    """The shipped model `name` (with or without the ``pretrained:`` prefix), or None when none has that name.
+
+    A name with a slash is an ensemble's member in the ensemble's folder (``best-three/seed0``).
+    """
     name = name[len(PREFIX):] if name.startswith(PREFIX) else name
-    models = shipped_models(root)
-    if name not in models:
-        there = ", ".join(models) or "none are installed"
+    root = PRETRAINED_ROOT if root is None else root
+    parts = Path(name).parts
+    if len(parts) > 1:
+        if ".." in parts or Path(name).is_absolute():
+            return None
+        meta = _read_meta(root / name / "model.json")
+        return None if meta is None else ShippedModel(name, root / name, meta)
+    return shipped_models(root).get(name)
+
+
+def shipped_model(name: str, root: Path | None = None) -> ShippedModel:
+    """The shipped model `name` (see `find_shipped`), or one line naming those there are."""
+    found = find_shipped(name, root)
+    if found is None:
+        name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+        there = ", ".join(shipped_models(root)) or "none are installed"
         raise InputError(f"--pretrained {name}", f"no shipped model of that name; shipped: {there} "
                                                   "(galaxytrain models)")
-    return models[name]
+    return found
 
 
 def compact_weights(weights: list[np.ndarray]) -> list[np.ndarray]:
@@ -120,8 +171,12 @@ def _as_float32(w: np.ndarray) -> np.ndarray:
 
 
 def write_shipped_model(folder: Path, *, architecture: dict, weights: list[np.ndarray], record: dict,
-                        summary: str, card: dict) -> ShippedModel:
-    """Write one shipped model folder (weights compacted to float16, the card from `card`); model.json goes last."""
+                        summary: str, card: dict, name: str | None = None) -> ShippedModel:
+    """Write one shipped model folder (weights compacted to float16, the card from `card`); model.json goes last.
+
+    `name`: what it is loaded by (the folder's name unless it is an ensemble's member, ``best-three/seed0``).
+    """
+    name = folder.name if name is None else name
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{f"w{i:04d}": w for i, w in enumerate(compact_weights(weights))})
@@ -130,17 +185,27 @@ def write_shipped_model(folder: Path, *, architecture: dict, weights: list[np.nd
     with atomic_write(weights_path, "wb") as f:
         f.write(data)
     card = {**card, "weights_bytes": len(data)}
-    write_text_atomic(folder / "MODEL_CARD.md", model_card(folder.name, summary, record, card))
-    meta = {"format": FORMAT, "version": VERSION, "name": folder.name, "summary": summary,
+    write_text_atomic(folder / "MODEL_CARD.md", model_card(name, summary, record, card))
+    meta = {"format": FORMAT, "version": VERSION, "name": name, "summary": summary,
             "weights": {"file": weights_path.name, "sha256": hashlib.sha256(data).hexdigest(), "dtype": "float16",
                         "bytes": len(data)},
             "record": record, "card": card, "architecture": architecture}
+    write_json_atomic(folder / "model.json", meta)
+    return ShippedModel(name, folder, meta)
+
+
+def write_shipped_ensemble(folder: Path, members: list[ShippedModel], *, summary: str, card: dict) -> ShippedModel:
+    """Write a shipped ensemble: model.json naming `members` (already shipped) with their SHA-256, and its card."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / "MODEL_CARD.md", ensemble_card(folder.name, summary, card))
+    meta = {"format": FORMAT, "version": VERSION, "name": folder.name, "summary": summary,
+            "members": [{"name": m.name, "sha256": m.meta["weights"]["sha256"]} for m in members], "card": card}
     write_json_atomic(folder / "model.json", meta)
     return ShippedModel(folder.name, folder, meta)
 
 
 def export_run(run: str | Path, folder: str | Path, *, summary: str, evaluation: dict, made_by: dict,
-               synthetic: dict | None = None, student: dict | None = None) -> ShippedModel:
+               synthetic: dict | None = None, student: dict | None = None, name: str | None = None) -> ShippedModel:
     """Ship a run's verified best.keras as `folder`: compact weights, its record, and a model card.
 
     `evaluation` holds the figures measured on the run's own validation
@@ -177,7 +242,7 @@ def export_run(run: str | Path, folder: str | Path, *, summary: str, evaluation:
     if student:
         card["student"] = student
     return write_shipped_model(Path(folder), architecture=json.loads(model.to_json()), weights=model.get_weights(),
-                               record=shipped_record, summary=summary, card=card)
+                               record=shipped_record, summary=summary, card=card, name=name)
 
 
 #: The Limits of a model card for a model trained on the real images ({n_train}: its training galaxies).
@@ -301,4 +366,76 @@ optimistic), computed in float32:
 
 ## Data terms
 {terms}
+"""
+
+
+def ensemble_card(name: str, summary: str, card: dict) -> str:
+    """MODEL_CARD.md of a shipped ensemble: its networks, how they were made, how good the average is, its limits."""
+    ev, made, data = card["evaluation"], card["made_by"], card["data"]
+    members = card["members"]
+    rows = "\n".join(f"| `{m['name']}` | {m['role']} | {m['val_rmse_tta']:.4f} ({m['n_val']:,}) | {m['minutes']:.1f} |"
+                     for m in members)
+    alone = "".join(f"\n| `{m['name']}` alone, {ev['tta']} views | {m['rmse_tta_here']:.4f} |"
+                    for m in members if m.get("rmse_tta_here") is not None)
+    seen = [f"`{m['name']}` trained on {m['trained_on_val']:,} of them" for m in members if m.get("trained_on_val")]
+    kept = [f"`{m['name']}`" for m in members if not m.get("trained_on_val")]
+    optimistic = (f"\n{' and '.join(kept)} kept them out; {', '.join(seen)} (each network kept its\nown 10%), "
+                  "so the average's figures here are optimistic." if seen else "")
+    questions = "\n".join(f"| {q} | {v:.4f} |" for q, v in ev.get("question_rmse", {}).items())
+    held = card.get("holdout")  # the recipe measured on galaxies none of its networks trained on
+    clean = ("" if not held else
+             f"\nOn galaxies none of its networks trained on ({held['source']}), the same recipe\ntrained on "
+             f"{held['n_train']:,} of the shared galaxies scored **{held['rmse']:.4f}** on {held['n']:,} kept out by "
+             f"GalaxyID hash,\nagainst {', '.join(f'{v:.4f}' for v in held['networks'])} for its networks alone.\n")
+    first = members[0]["name"]
+    return f"""# Shipped model `{name}`
+
+{summary[:1].upper() + summary[1:]}.
+
+Predict with it whole: `galaxytrain.predict("{name}", IMAGES)` in Python, or in the shell
+`galaxytrain predict --pretrained {name} --images DIR --out FILE.csv` (and `score --pretrained {name}`).
+It averages its {len(members)} networks, each over {ev['tta']} test-time views: {len(members)} times the
+prediction time of one. Each network also loads alone, by its name (`galaxytrain.load("{first}")`).
+
+## How it was made
+| network | role | validation RMSE, {ev['tta']} views, on its own split (galaxies) | minutes of training |
+| --- | --- | --- | --- |
+{rows}
+
+- **Data:** the {data['n_labelled']:,} labelled Kaggle training JPEGs of ../shared/data/gz (see its SOURCES.md) and its
+  {data['n_unlabelled']:,} unlabelled test JPEGs, built with `galaxyprep build --recipe {data['build']}`: the centre
+  {data['crop']} pixels of each 424-pixel frame, area-averaged to {data['image_size']} pixels.
+- **Recipe:** `galaxytrain fit --recipe {card['recipe']} --unlabelled TEST.h5`: the teachers, then the student on the
+  labelled galaxies and the teachers' soft votes on the test ones; {sum(m['minutes'] for m in members):.1f} min of
+  training in all on {made.get('machine')}.
+- **Made by:** `{made.get('command')}`,
+  exported at commit {made.get('commit')}, {made.get('date')}.
+
+## How good
+On the student's {ev['n_val']:,} labelled validation galaxies, computed in float32.{optimistic}
+
+| predictor | RMSE over the 37 answers |
+| --- | --- |
+| this ensemble, {ev['tta']} test-time views (the default) | {ev['rmse_tta']:.4f} |
+| this ensemble, 1 view | {ev['rmse_1']:.4f} |{alone}
+| the training set's mean vote fractions | {ev['rmse_mean_predictor']:.4f} |
+{clean}
+{_LEADERBOARD_SCALE}RMSE per question (the student's validation galaxies, {ev['tta']} views):
+
+| question | RMSE |
+| --- | --- |
+{questions}
+
+## Intended use
+The most accurate vote fractions this toolkit gives without training, for the images `best` is meant for (Galaxy Zoo 2's
+37 answers for SDSS gri colour JPEGs framed as the challenge's), at {len(members)} times its prediction time. To
+fine-tune on one's own labels, start from one network (`best`).
+
+## Limits
+{_REAL_LIMITS.format(n_train=data['n_labelled_train'])}
+- Its networks saw the same labelled galaxies but for their own 10%, and the student learnt from the teachers: their
+  errors are alike, so the average gains less than {len(members)} independent models would.
+
+## Data terms
+{_KAGGLE_TERMS}
 """
