@@ -372,6 +372,23 @@ def test_the_shipped_best_model_scores_on_its_validation_galaxies_as_its_card_sa
     assert rmse < 0.75 * card["rmse_mean_predictor"]
 
 
+def test_the_shipped_ensemble_averages_best_and_its_teachers_as_its_card_says(shared_built):
+    """best-three: the recipe's teachers and the shipped `best` itself, on the student's validation galaxies."""
+    from galaxytrain.data import split_rows
+    from galaxytrain.models.pretrained import shipped_model
+
+    _, ids, images, labels = shared_built
+    ensemble = shipped_model("best-three")
+    networks = ensemble.members()  # each checked against the SHA-256 the ensemble names
+    assert [n.name for n in networks] == ["best-three/seed0", "best-three/seed1", "best"]
+    card = ensemble.meta["card"]["evaluation"]
+    _, val = split_rows(ids, networks[-1].record["split"]["val_fraction"], networks[-1].record["split"]["seed"])
+    assert len(val) == card["n_val"]
+    found = galaxytrain.predict("best-three", images[val], ids=ids[val], tta=1)
+    rmse = float(np.sqrt(np.mean((np.clip(found.mean, 0, 1) - labels[val]) ** 2)))
+    assert rmse == pytest.approx(card["rmse_1"], abs=2e-3)  # float32 on the card, maybe bfloat16 here
+
+
 def test_a_students_card_says_what_it_learnt_from_and_scores_only_its_labelled_validation_galaxies():
     """Its own split mixes labelled and soft-labelled galaxies; the card's figures are on the labelled ones."""
     from galaxytrain.models.pretrained import model_card
