@@ -387,7 +387,7 @@ def ensemble_card(name: str, summary: str, card: dict) -> str:
              f"\nOn galaxies none of its networks trained on ({held['source']}), the same recipe\ntrained on "
              f"{held['n_train']:,} of the shared galaxies scored **{held['rmse']:.4f}** on {held['n']:,} kept out by "
              f"GalaxyID hash,\nagainst {', '.join(f'{v:.4f}' for v in held['networks'])} for its networks alone.\n")
-    first = members[0]["name"]
+    first, last = members[0]["name"], members[-1]["name"]
     return f"""# Shipped model `{name}`
 
 {summary[:1].upper() + summary[1:]}.
@@ -427,9 +427,9 @@ On the student's {ev['n_val']:,} labelled validation galaxies, computed in float
 {questions}
 
 ## Intended use
-The most accurate vote fractions this toolkit gives without training, for the images `best` is meant for (Galaxy Zoo 2's
-37 answers for SDSS gri colour JPEGs framed as the challenge's), at {len(members)} times its prediction time. To
-fine-tune on one's own labels, start from one network (`best`).
+The most accurate vote fractions this toolkit gives without training, for the images `{last}` is meant for (Galaxy Zoo
+2's 37 answers for SDSS gri colour JPEGs framed as the challenge's), at {len(members)} times its prediction time. To
+fine-tune on one's own labels, start from one network (`{last}`).
 
 ## Limits
 {_REAL_LIMITS.format(n_train=data['n_labelled_train'])}
