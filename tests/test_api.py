@@ -275,11 +275,15 @@ def test_a_shipped_ensemble_refuses_a_network_exported_without_it(trained, shipp
 
 
 def test_the_shell_predicts_with_a_shipped_ensemble_and_never_writes_over_it(trained, shipped_ensemble, tmp_path):
+    import json
+
     from typer.testing import CliRunner
 
     from galaxytrain.cli import app
 
     _, data, _ = trained
+    with GalaxyFile(data) as f:
+        labels = f.labels().astype(np.float64)
     runner = CliRunner()
     listed = runner.invoke(app, ["models"])
     assert listed.exit_code == 0 and "pair: two networks" in listed.stdout and "pair/b" not in listed.stdout
@@ -289,6 +293,11 @@ def test_the_shell_predicts_with_a_shipped_ensemble_and_never_writes_over_it(tra
     assert done.exit_code == 0, done.output
     found = np.loadtxt(out, delimiter=",", skiprows=1)[:, 1:]
     np.testing.assert_allclose(found, np.clip(galaxytrain.predict("pair", data, tta=1).mean, 0, 1), atol=1e-5)
+    scored = runner.invoke(app, ["score", "--pretrained", "pair", "--data", str(data), "--tta", "1",
+                                 "--report", str(tmp_path / "pair.json")])
+    assert scored.exit_code == 0, scored.output
+    report = json.loads((tmp_path / "pair.json").read_text())
+    assert report["rmse"] == pytest.approx(float(np.sqrt(np.mean((found - labels) ** 2))), abs=1e-4)
     for target in (shipped_ensemble.card_path, shipped_ensemble.folder / "b" / "weights.npz"):
         refused = runner.invoke(app, ["predict", "--pretrained", "pair", "--data", str(data), "--out", str(target),
                                       "--overwrite"])
