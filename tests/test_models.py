@@ -235,6 +235,16 @@ def test_a_saved_galaxy_parts_model_loads_in_a_fresh_process(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == "8"
 
 
+def test_the_lite_variant_has_dielemans_four_convolutions_at_about_half_the_flops():
+    from galaxytrain.models.cost import forward_flops
+
+    lite = create_model("galaxy_parts_lite", (64, 64, 3), head="tree")
+    convs = {layer.name: layer.filters for layer in lite.layers if isinstance(layer, keras.layers.Conv2D)}
+    assert convs == {"conv1_1": 32, "conv2_1": 64, "conv3_1": 128, "conv4_1": 128}
+    ratio = forward_flops(lite) / forward_flops(create_model("galaxy_parts", (64, 64, 3), head="tree"))
+    assert 0.45 < ratio < 0.6
+
+
 def test_maxout_keeps_the_largest_piece_of_each_unit_and_the_variant_saves(tmp_path):
     from galaxytrain.models.galaxy_parts import Maxout
 
