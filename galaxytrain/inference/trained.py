@@ -265,9 +265,9 @@ def _members(source: ModelSource) -> list[ModelSource]:
     if isinstance(source, TrainedModel):
         return [source]
     shipped = _shipped_name(source) if isinstance(source, str) else None
-    if shipped is not None:
+    if shipped is not None:  # described here, once: `load` passes a TrainedModel through
         model = shipped_model(shipped)
-        return [describe_shipped(m) for m in model.members()] if model.is_ensemble else [source]
+        return [describe_shipped(m) for m in (model.members() if model.is_ensemble else [model])]
     members = read_members(source) if Path(source).is_dir() else None
     return [source] if members is None else list(members)
 

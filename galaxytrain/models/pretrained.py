@@ -131,7 +131,7 @@ def find_shipped(name: str, root: Path | None = None) -> ShippedModel | None:
 
     A name with a slash is an ensemble's member in the ensemble's folder (``best-three/seed0``).
     """
-    name = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    name = name.removeprefix(PREFIX)
     root = PRETRAINED_ROOT if root is None else root
     parts = Path(name).parts
     if len(parts) > 1:
@@ -146,10 +146,9 @@ def shipped_model(name: str, root: Path | None = None) -> ShippedModel:
     """The shipped model `name` (see `find_shipped`), or one line naming those there are."""
     found = find_shipped(name, root)
     if found is None:
-        name = name[len(PREFIX):] if name.startswith(PREFIX) else name
         there = ", ".join(shipped_models(root)) or "none are installed"
-        raise InputError(f"--pretrained {name}", f"no shipped model of that name; shipped: {there} "
-                                                  "(galaxytrain models)")
+        raise InputError(f"--pretrained {name.removeprefix(PREFIX)}",
+                         f"no shipped model of that name; shipped: {there} (galaxytrain models)")
     return found
 
 
