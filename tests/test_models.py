@@ -245,6 +245,22 @@ def test_the_lite_variant_has_dielemans_four_convolutions_at_about_half_the_flop
     assert 0.45 < ratio < 0.6
 
 
+def test_the_centre_variant_keeps_the_last_row_and_column_of_features_at_the_same_convolutions():
+    from galaxytrain.models.cost import forward_flops
+
+    full = create_model("galaxy_parts", (64, 64, 3), head="tree")
+    centre = create_model("galaxy_parts_centre", (64, 64, 3), head="tree")
+    assert full.get_layer("pool4").output.shape[1:3] == (2, 2)  # 5x5 -> 2x2: the row over the centre dropped
+    assert centre.get_layer("pool4").output.shape[1:3] == (3, 3)
+
+    def convs(model):
+        return [(layer.name, layer.kernel.shape) for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+
+    assert convs(centre) == convs(full)
+    assert centre.get_layer("fc1").kernel.shape[0] == 8 * 9 * 256
+    assert 1.0 < forward_flops(centre) / forward_flops(full) < 1.03
+
+
 def test_maxout_keeps_the_largest_piece_of_each_unit_and_the_variant_saves(tmp_path):
     from galaxytrain.models.galaxy_parts import Maxout
 

@@ -26,15 +26,18 @@ def _conv_relu(x, filters: int, name: str, momentum: float | None):
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 
-def conv_stages(x, widths: tuple[int, ...], convs: tuple[int, ...], bn_momentum: float | None):
+def conv_stages(x, widths: tuple[int, ...], convs: tuple[int, ...], bn_momentum: float | None,
+                pool_padding: str = "valid"):
     """Stage s: ``convs[s]`` 3x3 conv-(BN-)ReLU blocks of ``widths[s]`` filters, then a 2x2 max-pool.
 
     ``bn_momentum`` None: no BatchNorm (convolutions with biases).
+    ``pool_padding`` "valid" drops the last row and column of an odd-sized
+    map (5 -> 2); "same" pools them alone (5 -> 3).
     """
     for s, (width, n) in enumerate(zip(widths, convs), start=1):
         for c in range(1, n + 1):
             x = _conv_relu(x, width, f"conv{s}_{c}", bn_momentum)
-        x = keras.layers.MaxPooling2D(2, name=f"pool{s}")(x)
+        x = keras.layers.MaxPooling2D(2, padding=pool_padding, name=f"pool{s}")(x)
     return x
 
 
