@@ -167,7 +167,10 @@ def build_galaxy_parts_centre(input_shape: tuple[int, int, int], head: str = "si
     feature map is 5x5, and galaxy_parts' last pool keeps 2x2 of it: the
     row and column over the centre, computed at full cost, are dropped.
     Here that pool is padded (3x3 kept): the same convolutions, 2.25x the
-    dense layer's weights (+1% FLOPs).
+    dense layer's weights (+1% FLOPs). Measured in the most accurate recipe
+    (bench/RESULTS.md), its three scored 0.9% worse than galaxy_parts' (the
+    convolutions before the pool already see the centre), so no recipe
+    uses it.
     """
     options = {"pool_padding": "same", **options}
     return build_galaxy_parts(input_shape, head, outputs, name="galaxy_parts_centre", **options)
